@@ -1,0 +1,9 @@
+-- ALPSS: Alternative learning program (ALPSS) participation (seed 003).
+-- Every row of the district; the state accepts them all.
+SELECT alpssID,
+       personID,
+       programCode,
+       startDate,
+       endDate,
+       NULL::text AS reject_reason
+  FROM campus.alpss

@@ -1,0 +1,9 @@
+-- AtRisk: At-risk student indicators (seed 003).
+-- Every row of the district; the state accepts them all.
+SELECT atRiskID,
+       personID,
+       riskType,
+       startDate,
+       endDate,
+       NULL::text AS reject_reason
+  FROM campus.atrisk

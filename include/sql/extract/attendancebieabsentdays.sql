@@ -1,0 +1,9 @@
+-- AttendanceBIEAbsentDays: BIE absent-day totals per enrollment.
+-- Every row of the district (the engine keeps only rows of the requested endYear); the state accepts them all.
+SELECT enrollmentID,
+       personID,
+       calendarID,
+       endYear,
+       absentDays,
+       NULL::text AS reject_reason
+  FROM campus.attendancebieabsentdays

@@ -1,0 +1,9 @@
+-- AttendanceGroupKY: Kentucky attendance groups per enrollment.
+-- Every row of the district (the engine keeps only rows of the requested endYear); the state accepts them all.
+SELECT enrollmentID,
+       personID,
+       calendarID,
+       endYear,
+       attendanceGroup,
+       NULL::text AS reject_reason
+  FROM campus.attendancegroupky

@@ -1,0 +1,10 @@
+-- AttendanceKYMinute: Kentucky minutes attended per enrollment.
+-- Every row of the district (the engine keeps only rows of the requested endYear); the state accepts them all.
+SELECT enrollmentID,
+       personID,
+       calendarID,
+       endYear,
+       minutesPresent,
+       minutesAbsent,
+       NULL::text AS reject_reason
+  FROM campus.attendancekyminute
