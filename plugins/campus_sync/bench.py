@@ -1,0 +1,215 @@
+"""`campus-sync bench`: how fast the engine moves one object, against the two obvious baselines.
+
+One run, one generated district table (`campus.personidentity`, N rows), five timed phases:
+the engine's full load, an unchanged resync, a resync after 1 % of rows changed, a raw
+`COPY ... TO STDOUT | COPY ... FROM STDIN` pipe (the ceiling: no staging, no merge) and Airflow's
+`DbApiHook.insert_rows` as `GenericTransfer` uses it (what people would write otherwise). Both
+baselines load an empty table with the state table's columns and primary key, in one transaction
+for the pipe and `commit_every=1000` for insert_rows, exactly as those tools do by default.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from campus_sync import db, engine, hierarchy, schema
+
+OBJECT = "PersonIdentity"
+DISTRICT_ID = "bench"
+DISTRICT_CONN = "campus_bench_district"
+STATE_CONN = "campus_bench_state"
+COPY_TARGET = "bench_copy_target"
+INSERT_TARGET = "bench_insert_target"
+INSERT_ROWS_MAX = 100_000  # insert_rows is ~row-at-a-time: beyond this, measure a prefix and scale
+
+# Deterministic rows; every nullable column is NULL on some rows so NULL handling is exercised.
+GENERATE = """
+INSERT INTO campus.personidentity
+    (personid, stateid, lastname, firstname, middlename, gender, birthdate, raceethnicity)
+SELECT i,
+       CASE WHEN i % 10 = 0 THEN NULL ELSE 'S' || lpad(i::text, 10, '0') END,
+       'Last' || (i % 5003),
+       'First' || (i % 997),
+       CASE WHEN i % 3 = 0 THEN NULL ELSE chr(65 + i % 26) END,
+       CASE WHEN i % 50 = 0 THEN NULL WHEN i % 2 = 0 THEN 'F' ELSE 'M' END,
+       date '2004-07-01' + (i % 6000),
+       CASE WHEN i % 7 = 0 THEN NULL ELSE (i % 6 + 1)::text END
+  FROM generate_series(1, %s) AS i
+"""
+CHANGE_ONE_PERCENT = "UPDATE campus.personidentity SET lastname = lastname || '-changed' WHERE personid % 100 = 0"
+
+
+def _rss_mb() -> float:
+    """High-water RSS of this process (Linux reports KiB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    t0 = time.perf_counter()
+    out = fn()
+    return round(time.perf_counter() - t0, 3), out
+
+
+def _columns(graph: hierarchy.Hierarchy) -> list[str]:
+    return ["district_id"] + [c.lower() for c in graph.spec(OBJECT).column_names]
+
+
+def _select_sql(cols: list[str], limit: int | None = None) -> sql.Composed:
+    """The rows both baselines move: district_id plus the object's columns, as the engine writes."""
+    body = sql.SQL("SELECT %s::text, {} FROM campus.personidentity").format(
+        sql.SQL(", ").join(sql.Identifier(c) for c in cols[1:]))
+    if limit is not None:
+        body += sql.SQL(" ORDER BY personid LIMIT {}").format(sql.Literal(limit))
+    return body
+
+
+def prepare(graph: hierarchy.Hierarchy, rows: int, district_dsn: str, state_dsn: str) -> None:
+    """Fresh district table of `rows` rows; empty state table and baseline targets."""
+    with psycopg.connect(district_dsn) as conn:
+        schema.ensure_district_schema(conn, graph, [OBJECT])
+        conn.execute("TRUNCATE campus.personidentity")
+        conn.execute(GENERATE, (rows,))
+        conn.commit()
+        conn.execute("ANALYZE campus.personidentity")
+    with psycopg.connect(state_dsn) as conn:
+        schema.ensure_state_schema(conn, graph)
+        conn.execute("TRUNCATE state.personidentity CASCADE")
+        for name in (COPY_TARGET, INSERT_TARGET):  # same columns, defaults, NOT NULLs and PK
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("CREATE TABLE {} (LIKE state.personidentity INCLUDING ALL)")
+                         .format(sql.Identifier(name)))
+
+
+def copy_pipe(cols: list[str], district_dsn: str, state_dsn: str) -> int:
+    """The ceiling: COPY out of the district straight into the target, chunk by chunk, one commit."""
+    copy_in = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(COPY_TARGET), sql.SQL(", ").join(sql.Identifier(c) for c in cols))
+    with psycopg.connect(district_dsn) as src, psycopg.connect(state_dsn) as dst:
+        query = psycopg.ClientCursor(src).mogrify(_select_sql(cols), (DISTRICT_ID,))
+        with src.cursor().copy(sql.SQL("COPY ({}) TO STDOUT").format(sql.SQL(query))) as out, \
+                dst.cursor().copy(copy_in) as into:
+            for chunk in out:
+                into.write(chunk)
+        dst.commit()
+        return dst.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(COPY_TARGET))).fetchone()[0]
+
+
+def _postgres_hook(state_dsn: str):
+    """Airflow's PostgresHook without an Airflow connection: only `get_conn` is redirected."""
+    os.environ.setdefault("AIRFLOW_HOME", str(db.home() / "airflow"))  # never write ~/airflow
+    from airflow.providers.postgres.hooks import postgres
+
+    class BenchHook(postgres.PostgresHook):
+        def get_conn(self):
+            if postgres.USE_PSYCOPG3:  # the driver the hook itself would pick
+                self.conn = psycopg.connect(state_dsn)
+                postgres.register_default_adapters(self.conn)
+            else:
+                import psycopg2
+
+                self.conn = psycopg2.connect(state_dsn)
+            return self.conn
+
+    hook = BenchHook()
+    hook.log.setLevel("WARNING")  # one "Loaded N rows" line per 1000 rows otherwise
+    return hook
+
+
+def insert_rows(cols: list[str], n: int, district_dsn: str, state_dsn: str) -> tuple[float, int]:
+    """GenericTransfer's path: get_records (fetchall) then insert_rows(commit_every=1000)."""
+    with psycopg.connect(district_dsn) as src:
+        records = src.execute(_select_sql(cols, n), (DISTRICT_ID,)).fetchall()
+    hook = _postgres_hook(state_dsn)
+    seconds, _ = _timed(lambda: hook.insert_rows(INSERT_TARGET, records, target_fields=cols))
+    return seconds, len(records)
+
+
+def run(rows: int, insert_rows_max: int = INSERT_ROWS_MAX) -> dict[str, Any]:
+    """All phases on the same generated table; returns the figures as one flat dict."""
+    graph = hierarchy.load()
+    district_dsn, state_dsn = db.dsn(DISTRICT_CONN), db.dsn(STATE_CONN)  # before Airflow is imported
+    cols = _columns(graph)
+    prep_s, _ = _timed(lambda: prepare(graph, rows, district_dsn, state_dsn))
+    rss: dict[str, float] = {"baseline": _rss_mb()}
+
+    def sync() -> engine.SyncResult:
+        return engine.sync_object(graph, OBJECT, district_id=DISTRICT_ID, source_dsn=district_dsn,
+                                  state_dsn=state_dsn, scope=engine.Scope(end_year=2027))
+
+    out: dict[str, Any] = {"rows": rows, "object": OBJECT, "prepare_s": prep_s}
+    for phase in ("full_load", "unchanged_resync", "one_percent_changed"):
+        if phase == "one_percent_changed":
+            with psycopg.connect(district_dsn) as conn:
+                out["changed_rows"] = conn.execute(CHANGE_ONE_PERCENT).rowcount
+        seconds, res = _timed(sync)
+        out[f"{phase}_s"] = seconds
+        out[f"{phase}_counts"] = {k: getattr(res, k) for k in
+                                  ("processed", "inserted", "updated", "deleted", "unchanged", "errors")}
+        rss[phase] = _rss_mb()
+    out["copy_pipe_s"], out["copy_pipe_rows"] = _timed(lambda: copy_pipe(cols, district_dsn, state_dsn))
+    rss["copy_pipe"] = _rss_mb()
+
+    measured_n = min(rows, insert_rows_max)
+    measured_s, out["insert_rows_rows"] = insert_rows(cols, measured_n, district_dsn, state_dsn)
+    out["insert_rows_measured_s"] = measured_s
+    out["insert_rows_extrapolated"] = measured_n < rows
+    out["insert_rows_s"] = round(measured_s * rows / max(measured_n, 1), 3)
+    rss["insert_rows"] = _rss_mb()  # includes GenericTransfer's fetchall of the rows
+
+    out["engine_peak_rss_mb"] = rss["one_percent_changed"]
+    out["peak_rss_mb"] = rss["insert_rows"]
+    out["rss_mb_after_phase"] = rss
+
+    full = max(out["full_load_s"], 1e-9)
+    out["ratios"] = {
+        "full_load_speed_vs_copy_pipe": round(out["copy_pipe_s"] / full, 3),  # target >= 0.6
+        "full_load_speed_vs_insert_rows": round(out["insert_rows_s"] / full, 2),  # target >= 4
+        "unchanged_time_vs_full_load": round(out["unchanged_resync_s"] / full, 3),  # target <= 0.5
+    }
+    r = out["ratios"]
+    out["targets_met"] = {
+        "full_load_ge_0.6x_copy_pipe": r["full_load_speed_vs_copy_pipe"] >= 0.6,
+        "full_load_ge_4x_insert_rows": r["full_load_speed_vs_insert_rows"] >= 4,
+        "unchanged_le_0.5x_full_load": r["unchanged_time_vs_full_load"] <= 0.5,
+    }
+    return out
+
+
+def format_table(res: dict[str, Any]) -> str:
+    """Human summary: seconds and rows/s per phase, then the ratios against the targets."""
+    n = res["rows"]
+    lines = [f"campus-sync bench: {n:,} {res['object']} rows (prepare {res['prepare_s']}s)",
+             f"{'phase':<22} {'seconds':>9} {'rows/s':>12}  notes"]
+    notes = {
+        "full_load": "engine, empty state table",
+        "unchanged_resync": "engine, {inserted}/{updated}/{deleted} ins/upd/del",
+        "one_percent_changed": "engine, {updated} updated",
+        "copy_pipe": "raw COPY pipe into table with PK, 1 commit",
+        "insert_rows": ("DbApiHook.insert_rows, commit_every=1000"
+                        + (f", measured on {res['insert_rows_rows']:,} rows and scaled"
+                           if res["insert_rows_extrapolated"] else "")),
+    }
+    for phase, note in notes.items():
+        s = res[f"{phase}_s"]
+        note = note.format(**res.get(f"{phase}_counts", {}))
+        lines.append(f"{phase:<22} {s:>9.3f} {n / s if s else float('inf'):>12,.0f}  {note}")
+    r, t = res["ratios"], res["targets_met"]
+    lines += [
+        "",
+        f"full load speed / COPY pipe speed   {r['full_load_speed_vs_copy_pipe']:>7.3f}  (target >= 0.6: "
+        f"{'ok' if t['full_load_ge_0.6x_copy_pipe'] else 'MISSED'})",
+        f"full load speed / insert_rows speed {r['full_load_speed_vs_insert_rows']:>7.2f}  (target >= 4: "
+        f"{'ok' if t['full_load_ge_4x_insert_rows'] else 'MISSED'})",
+        f"unchanged resync time / full load   {r['unchanged_time_vs_full_load']:>7.3f}  (target <= 0.5: "
+        f"{'ok' if t['unchanged_le_0.5x_full_load'] else 'MISSED'})",
+        f"peak RSS: engine phases {res['engine_peak_rss_mb']} MB, whole run {res['peak_rss_mb']} MB"
+        " (insert_rows holds all its rows, as GenericTransfer does)",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,226 @@
+"""The sync engine: one object, one district, one transaction. Plain Python + psycopg.
+
+extract (district, `COPY (query) TO STDOUT`, streamed chunk by chunk: constant memory)
+→ staging (`COPY ... FROM STDIN` into a temp table in the state transaction)
+→ refuse (the extract's `reject_reason`, then parents missing at the state), counted per reason
+→ merge (delete rows the district no longer has, update rows that differ, insert new ones;
+   scoped to the district, the school year and, for a selective sync, the given keys)
+→ commit, and return the counts. Any error rolls the whole object back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import psycopg
+from psycopg import sql
+
+from campus_sync.hierarchy import Hierarchy, ObjectSpec
+from campus_sync.hierarchy.model import YEAR_COLUMN
+from campus_sync.schema import STATE_SCHEMA, ident, table
+
+EXCLUSION_PREFIX = "state_excluded_"
+STAGE = sql.Identifier("campus_stage")
+
+
+class SyncError(RuntimeError):
+    """The object could not be synced; nothing was written."""
+
+
+class EmptySourceError(SyncError):
+    """The district returned no rows while the state holds some: refusing to wipe the state."""
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What one load covers: a school year (for scoped objects) and optionally some keys."""
+
+    end_year: int
+    key_column: str | None = None  # selective sync: only rows whose column is in `keys`
+    keys: tuple[int, ...] = ()
+
+    @property
+    def params(self) -> dict:
+        return {
+            "end_year": self.end_year,
+            "scope_start": dt.date(self.end_year - 1, 7, 1),
+            "scope_end": dt.date(self.end_year, 6, 30),
+        }
+
+
+@dataclass
+class SyncResult:
+    object: str
+    district_id: str
+    processed: int = 0
+    errors: int = 0
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    excluded: int = 0
+    error_reasons: dict[str, int] = field(default_factory=dict)
+    started_at: str = ""
+    finished_at: str = ""
+    status: str = "gray"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def status_colour(processed: int, errors: int) -> str:
+    """Seed 001: green no errors, yellow ≤ 1 % of attempts, red > 1 %."""
+    if errors == 0:
+        return "green"
+    return "yellow" if errors * 100 <= processed else "red"
+
+
+def extract_sql(graph: Hierarchy, spec: ObjectSpec) -> str:
+    if graph.sql_root is None:
+        raise SyncError(f"no SQL folder for object {spec.name!r}")
+    text = (graph.sql_root / spec.sql).read_text(encoding="utf-8").strip()
+    while text.endswith(";"):
+        text = text[:-1].rstrip()
+    return text
+
+
+def _source_query(graph: Hierarchy, spec: ObjectSpec, scope: Scope, conn: psycopg.Connection) -> str:
+    """The district query, bound client-side (COPY takes no parameters), as one string."""
+    cols = [ident(c) for c in spec.column_names] + [sql.Identifier("reject_reason")]
+    where: list[sql.Composable] = [sql.SQL("TRUE")]
+    if spec.school_year_scoped:
+        where.append(sql.SQL("q.{} = %(end_year)s").format(ident(YEAR_COLUMN)))
+    if scope.key_column:
+        where.append(sql.SQL("q.{} = ANY(%(keys)s)").format(ident(scope.key_column)))
+    query = sql.SQL("SELECT {cols} FROM ({extract}\n) AS q WHERE {where}").format(
+        cols=sql.SQL(", ").join(sql.SQL("q.{}").format(c) for c in cols),
+        extract=sql.SQL(extract_sql(graph, spec)),
+        where=sql.SQL(" AND ").join(where),
+    )
+    params = dict(scope.params, keys=list(scope.keys))
+    return psycopg.ClientCursor(conn).mogrify(query, params)
+
+
+def _scope_filter(spec: ObjectSpec, scope: Scope, alias: str) -> tuple[sql.Composable, list]:
+    parts: list[sql.Composable] = [sql.SQL("{}.district_id = %s").format(sql.Identifier(alias))]
+    params: list = []
+    if spec.school_year_scoped:
+        parts.append(sql.SQL("{}.{} = %s").format(sql.Identifier(alias), ident(YEAR_COLUMN)))
+        params.append(scope.end_year)
+    if scope.key_column:
+        parts.append(sql.SQL("{}.{} = ANY(%s)").format(sql.Identifier(alias), ident(scope.key_column)))
+        params.append(list(scope.keys))
+    return sql.SQL(" AND ").join(parts), params
+
+
+def sync_object(
+    graph: Hierarchy,
+    name: str,
+    *,
+    district_id: str,
+    source_dsn: str,
+    state_dsn: str,
+    scope: Scope,
+    allow_empty: bool = False,
+) -> SyncResult:
+    """Sync one object for one district in one state transaction; return its counts."""
+    spec = graph.spec(name)
+    if scope.key_column and scope.key_column not in spec.column_names:
+        raise SyncError(f"object {name!r} has no column {scope.key_column!r} to select keys by")
+    result = SyncResult(object=name, district_id=district_id,
+                        started_at=dt.datetime.now(dt.timezone.utc).isoformat())
+    target = table(STATE_SCHEMA, spec)
+    cols = [ident(c) for c in spec.column_names]
+    col_list = sql.SQL(", ").join(cols)
+    key_match = sql.SQL(" AND ").join(sql.SQL("s.{0} = g.{0}").format(ident(k)) for k in spec.key)
+
+    with psycopg.connect(state_dsn) as state, psycopg.connect(source_dsn) as source:
+        source.read_only = True
+        cur = state.cursor()
+        # Two resyncs of the same district and object never interleave.
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"campus_sync:{district_id}:{name}",))
+        col_defs = sql.SQL(", ").join(
+            sql.SQL("{} {}").format(ident(c), sql.SQL(_pg_type(t))) for c, t in spec.columns
+        )
+        cur.execute(sql.SQL("CREATE TEMP TABLE {} ({}, reject_reason text) ON COMMIT DROP").format(STAGE, col_defs))
+        query = _source_query(graph, spec, scope, source)
+        copy_in = sql.SQL("COPY {} ({}, reject_reason) FROM STDIN").format(STAGE, col_list)
+        try:
+            with source.cursor().copy(sql.SQL("COPY ({}) TO STDOUT").format(sql.SQL(query))) as out, \
+                    cur.copy(copy_in) as into:
+                for chunk in out:
+                    into.write(chunk)
+        except psycopg.errors.UndefinedColumn as exc:
+            raise SyncError(f"extract query include/sql/{spec.sql} for {name!r}: {exc}".strip()) from exc
+        cur.execute(sql.SQL("ANALYZE {}").format(STAGE))
+        result.processed = cur.execute(sql.SQL("SELECT count(*) FROM {}").format(STAGE)).fetchone()[0]
+
+        for fk in spec.foreign_keys:  # sorted by column
+            parent = graph.spec(fk.target)
+            cur.execute(sql.SQL(
+                "UPDATE {stage} g SET reject_reason = %s WHERE g.reject_reason IS NULL"
+                " AND g.{col} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {parent} p"
+                " WHERE p.district_id = %s AND p.{pcol} = g.{col})"
+            ).format(stage=STAGE, col=ident(fk.column), parent=table(STATE_SCHEMA, parent),
+                     pcol=ident(fk.target_column)), (f"parent_missing:{fk.target}", district_id))
+
+        reasons = cur.execute(sql.SQL(
+            "SELECT reject_reason, count(*) FROM {} WHERE reject_reason IS NOT NULL GROUP BY 1 ORDER BY 1"
+        ).format(STAGE)).fetchall()
+        result.error_reasons = {r: n for r, n in reasons}
+        result.errors = sum(result.error_reasons.values())
+        result.excluded = sum(n for r, n in reasons if r.startswith(EXCLUSION_PREFIX))
+        accepted = result.processed - result.errors
+
+        scope_sql, scope_params = _scope_filter(spec, scope, "s")
+        if accepted == 0 and not allow_empty and not scope.key_column:
+            held = cur.execute(sql.SQL("SELECT count(*) FROM {} s WHERE {}").format(target, scope_sql),
+                               [district_id, *scope_params]).fetchone()[0]
+            if held and result.processed == 0:
+                raise EmptySourceError(
+                    f"district {district_id} returned no {name} rows but the state holds {held}; "
+                    "refusing to delete them (resync with allow_empty to confirm)"
+                )
+
+        result.deleted = cur.execute(sql.SQL(
+            "DELETE FROM {target} s WHERE {scope} AND NOT EXISTS"
+            " (SELECT 1 FROM {stage} g WHERE g.reject_reason IS NULL AND {match})"
+        ).format(target=target, scope=scope_sql, stage=STAGE, match=key_match),
+            [district_id, *scope_params]).rowcount
+        non_key = [c for c in spec.column_names if c not in spec.key]
+        if non_key:
+            result.updated = cur.execute(sql.SQL(
+                "UPDATE {target} s SET {assign}, synced_at = now() FROM {stage} g"
+                " WHERE g.reject_reason IS NULL AND s.district_id = %s AND {match}"
+                " AND ({scols}) IS DISTINCT FROM ({gcols})"
+            ).format(
+                target=target, stage=STAGE, match=key_match,
+                assign=sql.SQL(", ").join(sql.SQL("{0} = g.{0}").format(ident(c)) for c in non_key),
+                scols=sql.SQL(", ").join(sql.SQL("s.{}").format(ident(c)) for c in non_key),
+                gcols=sql.SQL(", ").join(sql.SQL("g.{}").format(ident(c)) for c in non_key),
+            ), [district_id]).rowcount
+        result.inserted = cur.execute(sql.SQL(
+            "INSERT INTO {target} (district_id, {cols}) SELECT %s, {gcols} FROM {stage} g"
+            " WHERE g.reject_reason IS NULL AND NOT EXISTS"
+            " (SELECT 1 FROM {target} s WHERE s.district_id = %s AND {match})"
+        ).format(target=target, cols=col_list, stage=STAGE, match=key_match,
+                 gcols=sql.SQL(", ").join(sql.SQL("g.{}").format(c) for c in cols)),
+            [district_id, district_id]).rowcount
+        result.unchanged = accepted - result.inserted - result.updated
+        state.commit()
+    result.finished_at = dt.datetime.now(dt.timezone.utc).isoformat()
+    result.status = status_colour(result.processed, result.errors)
+    return result
+
+
+def _pg_type(t: str) -> str:
+    from campus_sync.hierarchy.model import COLUMN_TYPES
+
+    return COLUMN_TYPES[t]
+
+
+def sync_objects(graph: Hierarchy, names: Sequence[str], **kwargs) -> list[SyncResult]:
+    """Sync several objects in the order given (callers pass a plan's run order)."""
+    return [sync_object(graph, n, **kwargs) for n in names]
