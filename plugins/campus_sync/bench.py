@@ -10,6 +10,7 @@ for the pipe and `commit_every=1000` for insert_rows, exactly as those tools do 
 
 from __future__ import annotations
 
+import logging
 import os
 import resource
 import time
@@ -29,18 +30,18 @@ COPY_TARGET = "bench_copy_target"
 INSERT_TARGET = "bench_insert_target"
 INSERT_ROWS_MAX = 100_000  # insert_rows is ~row-at-a-time: beyond this, measure a prefix and scale
 
-# Deterministic rows; every nullable column is NULL on some rows so NULL handling is exercised.
+# Deterministic rows (`%%` is modulo: the query takes a parameter); every nullable column is NULL on some rows so NULL handling is exercised.
 GENERATE = """
 INSERT INTO campus.personidentity
     (personid, stateid, lastname, firstname, middlename, gender, birthdate, raceethnicity)
 SELECT i,
-       CASE WHEN i % 10 = 0 THEN NULL ELSE 'S' || lpad(i::text, 10, '0') END,
-       'Last' || (i % 5003),
-       'First' || (i % 997),
-       CASE WHEN i % 3 = 0 THEN NULL ELSE chr(65 + i % 26) END,
-       CASE WHEN i % 50 = 0 THEN NULL WHEN i % 2 = 0 THEN 'F' ELSE 'M' END,
-       date '2004-07-01' + (i % 6000),
-       CASE WHEN i % 7 = 0 THEN NULL ELSE (i % 6 + 1)::text END
+       CASE WHEN i %% 10 = 0 THEN NULL ELSE 'S' || lpad(i::text, 10, '0') END,
+       'Last' || (i %% 5003),
+       'First' || (i %% 997),
+       CASE WHEN i %% 3 = 0 THEN NULL ELSE chr(65 + i %% 26) END,
+       CASE WHEN i %% 50 = 0 THEN NULL WHEN i %% 2 = 0 THEN 'F' ELSE 'M' END,
+       date '2004-07-01' + (i %% 6000),
+       CASE WHEN i %% 7 = 0 THEN NULL ELSE (i %% 6 + 1)::text END
   FROM generate_series(1, %s) AS i
 """
 CHANGE_ONE_PERCENT = "UPDATE campus.personidentity SET lastname = lastname || '-changed' WHERE personid % 100 = 0"
@@ -102,9 +103,14 @@ def copy_pipe(cols: list[str], district_dsn: str, state_dsn: str) -> int:
 
 
 def _postgres_hook(state_dsn: str):
-    """Airflow's PostgresHook without an Airflow connection: only `get_conn` is redirected."""
+    """Airflow's PostgresHook without a stored Airflow connection: `get_conn` opens the DSN
+    (any libpq URI, socket paths included) and an empty Connection supplies the default extras."""
     os.environ.setdefault("AIRFLOW_HOME", str(db.home() / "airflow"))  # never write ~/airflow
     from airflow.providers.postgres.hooks import postgres
+    from airflow.sdk import Connection
+
+    # Importing Airflow routes stdlib INFO logs to stdout; keep pgserver's exit chatter out of --json.
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
 
     class BenchHook(postgres.PostgresHook):
         def get_conn(self):
@@ -117,8 +123,10 @@ def _postgres_hook(state_dsn: str):
                 self.conn = psycopg2.connect(state_dsn)
             return self.conn
 
-    hook = BenchHook()
-    hook.log.setLevel("WARNING")  # one "Loaded N rows" line per 1000 rows otherwise
+    hook = BenchHook(postgres_conn_id=STATE_CONN)
+    hook._connection = Connection(conn_id=STATE_CONN, conn_type="postgres")
+    hook._log = logging.getLogger("campus_sync.bench.insert_rows")  # else a log line per 1000 rows
+    hook._log.setLevel(logging.WARNING)
     return hook
 
 

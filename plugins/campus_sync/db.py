@@ -81,8 +81,12 @@ def embedded_dsn(database: str) -> str:
     return server.get_uri(database)
 
 
+@functools.lru_cache(maxsize=256)
 def dsn(conn_id: str) -> str:
-    """The libpq URI for an Airflow connection id, falling back to the embedded server."""
+    """The libpq URI for an Airflow connection id, falling back to the embedded server.
+
+    Cached per process: connections do not change during a task or a `dag.test()` run.
+    """
     return _from_env(conn_id) or _from_airflow(conn_id) or embedded_dsn(conn_id)
 
 

@@ -10,9 +10,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from campus_sync.cli import hierarchy_cmd
+from campus_sync.cli import hierarchy_cmd, ops_cmd
 
-GROUPS = [hierarchy_cmd]
+GROUPS = [hierarchy_cmd, ops_cmd]
 
 
 class CliError(Exception):

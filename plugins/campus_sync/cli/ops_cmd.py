@@ -1,0 +1,183 @@
+"""`campus-sync demo|history|dsn|dag`: seed demo districts, run DAGs, read the history."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+
+from campus_sync import config, db, hierarchy
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    demo = sub.add_parser("demo", help="demo districts on the embedded PostgreSQL")
+    dsub = demo.add_subparsers(dest="demo_command", required=True, metavar="ACTION")
+    s = dsub.add_parser("seed", help="fill district databases with deterministic demo data")
+    _seed_args(s)
+    s.set_defaults(func=cmd_demo_seed)
+    r = dsub.add_parser("run", help="seed (first time), run campus_full_resync once, print results")
+    _seed_args(r)
+    r.add_argument("--reseed", action="store_true", help="seed again even if already seeded")
+    r.set_defaults(func=cmd_demo_run)
+
+    h = sub.add_parser("history", help="resync requests, newest first")
+    h.add_argument("--limit", type=int, default=10)
+    h.add_argument("--json", action="store_true")
+    h.set_defaults(func=cmd_history)
+
+    d = sub.add_parser("dsn", help="connection URI in use: `state` or `district:<id>`")
+    d.add_argument("target")
+    d.set_defaults(func=cmd_dsn)
+
+    g = sub.add_parser("dag", help="run a DAG of the package once (dag.test)")
+    gsub = g.add_subparsers(dest="dag_command", required=True, metavar="ACTION")
+    gr = gsub.add_parser("run", help="run DAG_ID once end to end; exit 1 if the run fails")
+    gr.add_argument("dag_id")
+    gr.add_argument("--conf", default="{}", help="JSON object of params")
+    gr.set_defaults(func=cmd_dag_run)
+
+
+def _seed_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--districts", type=int, default=None, help="how many configured districts (default all)")
+    p.add_argument("--students", type=int, default=200, help="students per district")
+    p.add_argument("--seed", type=int, default=42)
+
+
+def cmd_demo_seed(args: argparse.Namespace) -> int:
+    import psycopg
+
+    from campus_sync import demo
+
+    cfg = config.load()
+    graph = hierarchy.load()
+    for i, district in demo.iter_districts(cfg, args.districts):
+        with psycopg.connect(db.dsn(district.conn_id)) as conn:
+            counts = demo.seed_district(conn, graph, district, i, args.students, args.seed, cfg.end_year(), cfg.state)
+        print(f"district {district.label}: {sum(counts.values())} rows in {len(counts)} objects")
+    return 0
+
+
+def cmd_demo_run(args: argparse.Namespace) -> int:
+    from campus_sync.cli import CliError
+
+    marker = db.home() / f".seeded-{args.districts}-{args.students}-{args.seed}"
+    if args.reseed or not marker.exists():
+        cmd_demo_seed(args)
+        marker.touch()
+    cfg = config.load()
+    districts = [d.id for d in cfg.districts][: args.districts or None]
+    print(f"running campus_full_resync for districts {', '.join(districts)} (state {cfg.state}) ...", flush=True)
+    from campus_sync import runner
+
+    outcome = runner.run_dag("campus_full_resync", {"districts": districts})
+    _print_last_batch()
+    if not outcome.ok:
+        raise CliError(f"campus_full_resync run {outcome.run_id} ended {outcome.state}")
+    return 0
+
+
+def _print_last_batch() -> None:
+    import psycopg
+
+    from campus_sync import history, tasks
+
+    with psycopg.connect(tasks.state_dsn()) as conn:
+        (batch,) = history.batches(conn, limit=1)
+    print(f"\nResync results — batch {batch['id']} ({batch['kind']}, {batch['status']}), "
+          f"requested {_ts(batch['requested_at'])} by {batch['requested_by']}, school year ending {batch['end_year']}")
+    by_district: dict[str, list[dict]] = {}
+    for r in batch["results"]:
+        by_district.setdefault(r["district"], []).append(r)
+    order = {n: i for i, n in enumerate(hierarchy.load().names)}
+    for district, rows in sorted(by_district.items()):
+        print(f"\nDistrict {district}")
+        print(f"  {'object':<28} {'last resync':<20} {'processed':>9} {'errors':>6} {'ins':>6} {'upd':>6} {'del':>6}  status")
+        for r in sorted(rows, key=lambda x: order.get(x["object"], 999)):
+            print(f"  {r['object']:<28} {_ts(r['started_at']):<20} {r['processed']:>9} {r['errors']:>6} "
+                  f"{r['inserted']:>6} {r['updated']:>6} {r['deleted']:>6}  {r['status']}")
+        tot = {k: sum(r[k] for r in rows) for k in ("processed", "errors", "inserted", "updated", "deleted", "unchanged")}
+        print(f"  {'total':<28} {'':<20} {tot['processed']:>9} {tot['errors']:>6} {tot['inserted']:>6} "
+              f"{tot['updated']:>6} {tot['deleted']:>6}  unchanged {tot['unchanged']}")
+
+
+def _ts(value) -> str:
+    return value.strftime("%m/%d/%Y %H:%M:%S") if isinstance(value, dt.datetime) else str(value or "")
+
+
+def _jsonable(value):
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    raise TypeError(type(value))
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    import psycopg
+
+    from campus_sync import history, tasks
+
+    with psycopg.connect(tasks.state_dsn()) as conn:
+        from campus_sync import schema
+
+        schema.ensure_state_schema(conn, hierarchy.load())
+        batches = history.batches(conn, limit=args.limit)
+    if args.json:
+        keep = ("id", "kind", "status", "requested_at", "completed_at", "requested_by", "school_year",
+                "districts", "objects", "results", "end_year", "check_dependencies", "details")
+        fields = ("district", "object", "processed", "errors", "inserted", "updated", "deleted", "unchanged", "status",
+                  "excluded", "error_reasons", "started_at", "finished_at")
+        doc = {"batches": [{**{k: b[k] for k in keep if k != "results"},
+                            "results": [{k: r[k] for k in fields} for r in b["results"]]} for b in batches]}
+        print(json.dumps(doc, default=_jsonable, indent=2))
+        return 0
+    if not batches:
+        print("no resync requests recorded")
+    for b in batches:
+        errors = sum(r["errors"] for r in b["results"])
+        processed = sum(r["processed"] for r in b["results"])
+        print(f"#{b['id']:<5} {_ts(b['requested_at'])}  {b['kind']:<13} {b['status']:<9} by {b['requested_by']:<12} "
+              f"{b['school_year']:<8} districts {','.join(b['districts'])}  objects {len(b['objects'])}  "
+              f"processed {processed} errors {errors}")
+    return 0
+
+
+def cmd_dsn(args: argparse.Namespace) -> int:
+    from campus_sync.cli import CliError
+
+    cfg = config.load()
+    if args.target == "state":
+        print(db.dsn(cfg.state_conn_id))
+    elif args.target.startswith("district:"):
+        try:
+            print(db.dsn(cfg.district(args.target.split(":", 1)[1]).conn_id))
+        except config.ConfigError as exc:
+            raise CliError(str(exc)) from None
+    else:
+        raise CliError(f"unknown target {args.target!r}: use 'state' or 'district:<id>'")
+    return 0
+
+
+def cmd_dag_run(args: argparse.Namespace) -> int:
+    from campus_sync.cli import CliError
+
+    try:
+        conf = json.loads(args.conf)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"--conf is not valid JSON: {exc}") from None
+    if not isinstance(conf, dict):
+        raise CliError("--conf must be a JSON object")
+    from campus_sync import runner
+
+    try:
+        outcome = runner.run_dag(args.dag_id, conf)
+    except KeyError as exc:
+        raise CliError(str(exc).strip('"')) from None
+    except Exception as exc:  # trigger-time refusals (param validation) land here
+        if type(exc).__name__ == "ParamValidationError":
+            raise CliError(f"refused at trigger time: {exc}") from None
+        raise
+    bad = {k: v for k, v in outcome.task_states.items() if v in ("failed", "upstream_failed")}
+    print(f"{args.dag_id} run {outcome.run_id}: {outcome.state}")
+    for k, v in sorted(bad.items()):
+        print(f"  {k}: {v}", file=sys.stderr)
+    return 0 if outcome.ok else 1

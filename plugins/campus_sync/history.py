@@ -1,0 +1,122 @@
+"""The request history in the state database (the seeds' DISBatchHistory).
+
+One `sync.batch` row per request and one `sync.batch_result` row per object and district.
+Statuses: gray while running; green/yellow/red by the error rule; `failed` when the load
+rolled back; `not_run` when an ancestor failed so it was not attempted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+RESULT_FIELDS = ("processed", "errors", "inserted", "updated", "deleted", "unchanged", "excluded")
+
+
+def create_batch(conn: psycopg.Connection, *, kind: str, requested_by: str, school_year: str,
+                 end_year: int, check_dependencies: bool, districts: Sequence[str],
+                 objects: Sequence[str], dag_id: str | None = None, run_id: str | None = None,
+                 details: dict | None = None) -> int:
+    """Insert the request (idempotent per DAG run, so a retried first task reuses it)."""
+    row = conn.execute(
+        """INSERT INTO sync.batch (kind, requested_by, school_year, end_year, check_dependencies,
+                                   districts, objects, dag_id, run_id, details)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+           ON CONFLICT (dag_id, run_id) DO UPDATE SET status = 'running'
+           RETURNING id""",
+        (kind, requested_by, school_year, end_year, check_dependencies, list(districts),
+         list(objects), dag_id, run_id, json.dumps(details or {})),
+    ).fetchone()
+    conn.commit()
+    return int(row[0])
+
+
+def record_start(conn: psycopg.Connection, batch_id: int, district_id: str, obj: str) -> None:
+    conn.execute(
+        """INSERT INTO sync.batch_result (batch_id, district_id, object, status, started_at)
+           VALUES (%s, %s, %s, 'gray', now())
+           ON CONFLICT (batch_id, district_id, object)
+           DO UPDATE SET status = 'gray', started_at = now(), finished_at = NULL""",
+        (batch_id, district_id, obj),
+    )
+    conn.commit()
+
+
+def record_result(conn: psycopg.Connection, batch_id: int, result: dict[str, Any],
+                  status: str | None = None, message: str | None = None) -> None:
+    """Upsert one object's counts (from the engine's SyncResult.to_dict())."""
+    values = {f: int(result.get(f, 0) or 0) for f in RESULT_FIELDS}
+    conn.execute(
+        """INSERT INTO sync.batch_result (batch_id, district_id, object, status, started_at,
+                 finished_at, processed, errors, inserted, updated, deleted, unchanged, excluded,
+                 error_reasons, message)
+           VALUES (%(b)s, %(d)s, %(o)s, %(s)s, coalesce(%(st)s::timestamptz, now()),
+                   coalesce(%(fi)s::timestamptz, now()), %(processed)s, %(errors)s, %(inserted)s,
+                   %(updated)s, %(deleted)s, %(unchanged)s, %(excluded)s, %(r)s, %(m)s)
+           ON CONFLICT (batch_id, district_id, object) DO UPDATE SET
+                 status = EXCLUDED.status,
+                 started_at = coalesce(sync.batch_result.started_at, EXCLUDED.started_at),
+                 finished_at = EXCLUDED.finished_at, processed = EXCLUDED.processed,
+                 errors = EXCLUDED.errors, inserted = EXCLUDED.inserted, updated = EXCLUDED.updated,
+                 deleted = EXCLUDED.deleted, unchanged = EXCLUDED.unchanged,
+                 excluded = EXCLUDED.excluded, error_reasons = EXCLUDED.error_reasons,
+                 message = EXCLUDED.message""",
+        dict(values, b=batch_id, d=result["district_id"], o=result["object"],
+             s=status or result.get("status", "green"), st=result.get("started_at") or None,
+             fi=result.get("finished_at") or None, r=json.dumps(result.get("error_reasons", {})),
+             m=message),
+    )
+    conn.commit()
+
+
+def finish_batch(conn: psycopg.Connection, batch_id: int, status: str, details: dict | None = None) -> None:
+    conn.execute(
+        "UPDATE sync.batch SET status = %s, completed_at = now(), details = details || %s WHERE id = %s",
+        (status, json.dumps(details or {}), batch_id),
+    )
+    conn.commit()
+
+
+def batches(conn: psycopg.Connection, limit: int = 20, batch_id: int | None = None) -> list[dict]:
+    """Newest first, each with its per-object results (the `campus-sync history --json` shape)."""
+    cur = conn.cursor(row_factory=dict_row)
+    where, params = ("WHERE id = %s", [batch_id]) if batch_id is not None else ("", [])
+    rows = cur.execute(
+        f"""SELECT id, kind, status, requested_at, completed_at, requested_by, school_year, end_year,
+                   check_dependencies, districts, objects, dag_id, run_id, details
+              FROM sync.batch {where} ORDER BY requested_at DESC, id DESC LIMIT %s""",
+        [*params, limit],
+    ).fetchall()
+    ids = [r["id"] for r in rows]
+    results: dict[int, list[dict]] = {i: [] for i in ids}
+    if ids:
+        for r in cur.execute(
+            """SELECT batch_id, district_id AS district, object, status, started_at, finished_at,
+                      processed, errors, inserted, updated, deleted, unchanged, excluded, error_reasons
+                 FROM sync.batch_result WHERE batch_id = ANY(%s)
+                ORDER BY batch_id, district_id, started_at NULLS LAST, object""",
+            [ids],
+        ):
+            results[r.pop("batch_id")].append(r)
+    out = []
+    for r in rows:
+        r["results"] = results[r["id"]]
+        out.append(r)
+    return out
+
+
+def last_results(conn: psycopg.Connection, district_id: str | None = None) -> list[dict]:
+    """Latest result per district and object (the Resync tool's Last Resync / Results columns)."""
+    cur = conn.cursor(row_factory=dict_row)
+    return cur.execute(
+        """SELECT DISTINCT ON (district_id, object) district_id AS district, object, status,
+                  started_at AS last_resync, processed, errors, inserted, updated, deleted, unchanged
+             FROM sync.batch_result
+            WHERE (%(d)s::text IS NULL OR district_id = %(d)s)
+            ORDER BY district_id, object, started_at DESC NULLS LAST""",
+        {"d": district_id},
+    ).fetchall()

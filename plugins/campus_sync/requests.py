@@ -1,0 +1,79 @@
+"""Turn a DAG run's form (params) into a validated resync request. Plain Python.
+
+Every check here runs in the first task, before any history row or state row is written, and
+raises `RequestError` with a message naming the bad value. (The Param JSON schema refuses what it
+can express at trigger time; this covers the rest, e.g. an object not offered for a year.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from campus_sync import config as config_mod
+from campus_sync.hierarchy import Hierarchy, SCHOOL_YEARS, UnknownObjectError
+from campus_sync.hierarchy.errors import SelectionError
+
+KINDS = ("full", "partial", "state_request", "selective", "verification")
+
+
+class RequestError(ValueError):
+    """The request is refused; nothing was written."""
+
+
+@dataclass(frozen=True)
+class Request:
+    kind: str
+    requested_by: str
+    districts: tuple[str, ...]
+    objects: tuple[str, ...]  # run order
+    requested: tuple[str, ...]
+    school_year: str
+    end_year: int
+    check_dependencies: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _districts(cfg: config_mod.Config, raw) -> tuple[str, ...]:
+    if raw in (None, "", []):
+        return cfg.district_ids
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list):
+        raise RequestError(f"districts must be a list of district ids, got {raw!r}")
+    out = []
+    for d in raw:
+        d = str(d).strip().split(" ", 1)[0]  # accept "0101 Abbott Independent" labels too
+        if d not in cfg.district_ids:
+            raise RequestError(f"unknown district {d!r}; configured: {', '.join(cfg.district_ids)}")
+        if d not in out:
+            out.append(d)
+    return tuple(sorted(out))
+
+
+def build(graph: Hierarchy, cfg: config_mod.Config, params: dict, *, kind: str, user: str) -> Request:
+    """Validate a run's params into a Request (plan included)."""
+    school_year = params.get("school_year") or "current"
+    if school_year not in SCHOOL_YEARS:
+        raise RequestError(f"unknown school_year {school_year!r}; use one of {', '.join(SCHOOL_YEARS)}")
+    check = params.get("check_dependencies", True)
+    if not isinstance(check, bool):
+        raise RequestError(f"check_dependencies must be true or false, got {check!r}")
+    districts = _districts(cfg, params.get("districts"))
+    if kind == "full":
+        objects = list(graph.enabled(cfg.state, school_year))
+        check = True
+    else:
+        objects = params.get("objects")
+        if isinstance(objects, str):
+            objects = [o for o in objects.replace(",", " ").split() if o]
+        if not isinstance(objects, list) or not objects:
+            raise RequestError("no objects selected: choose at least one object")
+    try:
+        plan = graph.plan(objects, check, school_year, cfg.state)
+    except (SelectionError, UnknownObjectError) as exc:
+        raise RequestError(str(exc)) from None
+    return Request(kind=kind, requested_by=user, districts=districts, objects=plan.objects,
+                   requested=plan.requested, school_year=school_year,
+                   end_year=cfg.end_year(school_year), check_dependencies=check)

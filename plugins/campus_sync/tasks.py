@@ -1,0 +1,95 @@
+"""What the DAGs' tasks do, as plain functions over the engine and history.
+
+The DAG files only wire these together; Airflow specifics (skip/fail exceptions, context) stay
+in `dagbuild`. Each function is idempotent, so an Airflow retry is safe.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from campus_sync import config, db, engine, hierarchy, history, requests, schema
+
+
+def state_dsn(cfg: config.Config | None = None) -> str:
+    cfg = cfg or config.load()
+    return db.dsn(cfg.state_conn_id)
+
+
+def open_state(cfg: config.Config | None = None) -> psycopg.Connection:
+    """A connection to the state database with the schema in place."""
+    conn = psycopg.connect(state_dsn(cfg))
+    schema.ensure_state_schema(conn, hierarchy.load())
+    return conn
+
+
+def start_request(params: dict, *, kind: str, user: str, dag_id: str, run_id: str) -> list[dict]:
+    """Validate the request, record the batch, return one work unit per district (for .expand)."""
+    cfg = config.load()
+    graph = hierarchy.load()
+    req = requests.build(graph, cfg, params, kind=kind, user=user)
+    with open_state(cfg) as conn:
+        batch_id = history.create_batch(
+            conn, kind=req.kind, requested_by=req.requested_by, school_year=req.school_year,
+            end_year=req.end_year, check_dependencies=req.check_dependencies,
+            districts=req.districts, objects=req.objects, dag_id=dag_id, run_id=run_id,
+            details={"requested": list(req.requested)},
+        )
+    return [{"batch_id": batch_id, "district_id": d, "objects": list(req.objects),
+             "end_year": req.end_year, "school_year": req.school_year} for d in req.districts]
+
+
+def run_object(name: str, unit: dict) -> dict[str, Any]:
+    """Sync one object for one district and record it; raises on failure (after recording)."""
+    cfg = config.load()
+    graph = hierarchy.load()
+    district = cfg.district(unit["district_id"])
+    sdsn = state_dsn(cfg)
+    with psycopg.connect(sdsn) as conn:
+        history.record_start(conn, unit["batch_id"], district.id, name)
+    try:
+        result = engine.sync_object(
+            graph, name, district_id=district.id, source_dsn=db.dsn(district.conn_id),
+            state_dsn=sdsn, scope=engine.Scope(end_year=int(unit["end_year"])),
+        )
+    except Exception as exc:
+        with psycopg.connect(sdsn) as conn:
+            history.record_result(conn, unit["batch_id"], {"district_id": district.id, "object": name},
+                                  status="failed", message=str(exc)[:2000])
+        raise
+    with psycopg.connect(sdsn) as conn:
+        history.record_result(conn, unit["batch_id"], result.to_dict())
+    return result.to_dict()
+
+
+def finish_request(units: list[dict], outcomes: dict[tuple[str, int], tuple[str | None, dict | None]]) -> dict:
+    """Write every object's final row and close the batch.
+
+    `outcomes` maps (object, map index) to (task state, XCom result). Returns a summary with
+    the failed and not-run objects so the caller can fail the run.
+    """
+    if not units:
+        return {"status": "complete", "failed": [], "not_run": []}
+    batch_id = units[0]["batch_id"]
+    failed, not_run = [], []
+    with psycopg.connect(state_dsn()) as conn:
+        for (name, idx), (state, result) in sorted(outcomes.items()):
+            district = units[idx]["district_id"]
+            if result:
+                history.record_result(conn, batch_id, result)
+            elif state == "failed":
+                failed.append(f"{district}:{name}")
+                row = conn.execute("SELECT status FROM sync.batch_result WHERE batch_id = %s AND "
+                                   "district_id = %s AND object = %s", (batch_id, district, name)).fetchone()
+                if not row or row[0] != "failed":
+                    history.record_result(conn, batch_id, {"district_id": district, "object": name},
+                                          status="failed", message="task failed")
+            elif state == "upstream_failed" and name in units[idx]["objects"]:
+                not_run.append(f"{district}:{name}")
+                history.record_result(conn, batch_id, {"district_id": district, "object": name},
+                                      status="not_run", message="an ancestor object failed")
+        status = "failed" if failed else "complete"
+        history.finish_batch(conn, batch_id, status, {"failed": failed, "not_run": not_run})
+    return {"batch_id": batch_id, "status": status, "failed": failed, "not_run": not_run}
