@@ -1,8 +1,17 @@
-"""Shared test setup: the project's plugins on sys.path, and the compiled hierarchy."""
+"""Shared test setup.
+
+At import (before anything imports Airflow) the session gets its own Airflow home (SQLite),
+its own `CAMPUS_SYNC_HOME` (so the embedded PostgreSQL of the tests is not the demo's) and a
+test configuration with two districts and a fixed school year. Set `CAMPUS_SYNC_TEST_DSN` to a
+PostgreSQL URI (database `postgres` of a server you own) to run against that server instead.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,9 +20,117 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+_TMP = Path(tempfile.mkdtemp(prefix="campus-sync-tests-"))
+TEST_CONFIG = _TMP / "campus_sync.yaml"
+TEST_CONFIG.write_text(
+    "state: KY\n"
+    "full_resync_schedule: '0 2 * * 0'\n"
+    "current_school_year: 2027\n"
+    "state_conn_id: campus_state\n"
+    "districts:\n"
+    "  - {id: '0101', name: Abbott Independent}\n"
+    "  - {id: '0102', name: Campus County Public Schools}\n"
+)
+os.environ.update({
+    "CAMPUS_SYNC_HOME": str(_TMP / "home"),
+    "CAMPUS_SYNC_CONFIG": str(TEST_CONFIG),
+    "AIRFLOW_HOME": str(_TMP / "airflow"),
+    "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+    "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_TMP}/airflow/airflow.db",
+    "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+})
+(_TMP / "airflow").mkdir()
+(_TMP / "runtime").mkdir(mode=0o700)
+os.environ.setdefault("XDG_RUNTIME_DIR", str(_TMP / "runtime"))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Stop the embedded server this session started, then remove its files."""
+    if "campus_sync.db" in sys.modules and not os.environ.get("CAMPUS_SYNC_TEST_DSN"):
+        from campus_sync import db
+
+        if db.embedded_server.cache_info().currsize:
+            import pgserver
+
+            srv = db.embedded_server()
+            try:
+                pgserver.pg_ctl(["-w", "stop"], pgdata=srv.pgdata, user=srv.system_user)
+            except Exception:  # noqa: BLE001 - best effort
+                pass
+    shutil.rmtree(_TMP, ignore_errors=True)
+
 
 @pytest.fixture(scope="session")
 def graph():
     from campus_sync import hierarchy
 
     return hierarchy.load()
+
+
+@pytest.fixture(scope="session")
+def server_dsn() -> str:
+    """URI of database `postgres` on the test server (embedded unless CAMPUS_SYNC_TEST_DSN)."""
+    if os.environ.get("CAMPUS_SYNC_TEST_DSN"):
+        return os.environ["CAMPUS_SYNC_TEST_DSN"]
+    from campus_sync import db
+
+    return db.embedded_server().get_uri("postgres")
+
+
+def _dsn_for(server_dsn: str, database: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(server_dsn)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+@pytest.fixture
+def make_db(server_dsn):
+    """Factory: a fresh, empty database by name (dropped first); returns its URI."""
+    import psycopg
+    from psycopg import sql
+
+    def make(name: str) -> str:
+        with psycopg.connect(server_dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return _dsn_for(server_dsn, name)
+
+    return make
+
+
+@pytest.fixture
+def deployment(make_db, graph, monkeypatch):
+    """Fresh state + two seeded demo districts, wired through AIRFLOW_CONN_* like production.
+
+    Returns a dict with the config, DSNs and the seeded row counts.
+    """
+    import psycopg
+
+    from campus_sync import config, db, demo, schema
+
+    cfg = config.load()
+    out = {"config": cfg, "state": make_db("t_campus_state"), "districts": {}, "counts": {}}
+    monkeypatch.setenv("AIRFLOW_CONN_CAMPUS_STATE", out["state"])
+    with psycopg.connect(out["state"]) as conn:
+        schema.ensure_state_schema(conn, graph)
+    for i, d in enumerate(cfg.districts):
+        dsn = make_db(f"t_campus_district_{d.id}")
+        monkeypatch.setenv(f"AIRFLOW_CONN_{d.conn_id.upper()}", dsn)
+        with psycopg.connect(dsn) as conn:
+            out["counts"][d.id] = demo.seed_district(conn, graph, d, i, 40, 7, cfg.end_year(), cfg.state)
+        out["districts"][d.id] = dsn
+    db.dsn.cache_clear()
+    yield out
+    db.dsn.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """Migrate the session's Airflow metadata DB once (SQLite, ~4 s)."""
+    from campus_sync import runner
+
+    runner.prepare(Path(os.environ["AIRFLOW_HOME"]))
+    return True

@@ -77,7 +77,9 @@ def state_ddl(graph: Hierarchy, spec: ObjectSpec) -> list[sql.Composable]:
 
 
 def history_ddl() -> str:
-    return (paths.sql_dir() / "state_history.sql").read_text(encoding="utf-8")
+    """Every `include/sql/state_*.sql` file (history, alerts, verification...), in name order."""
+    files = sorted(paths.sql_dir().glob("state_*.sql"))
+    return "\n".join(f.read_text(encoding="utf-8") for f in files)
 
 
 def ensure_district_schema(conn, graph: Hierarchy, names: list[str] | None = None) -> None:
