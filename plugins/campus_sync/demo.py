@@ -128,7 +128,8 @@ class Generator:
         summer_levels = [g for g in self.rows["StructureGradeLevel"] if g["calendarID"] == summer["calendarID"]]
         for p in people[:3]:  # enrollments in the state-excluded summer calendar
             out.append(self._enrollment(p["personID"], summer, summer_levels[-1], excluded=False))
-        out.append(self._enrollment(ORPHAN_PERSON, cals[0], by_cal[cals[0]["calendarID"]][-1], False))
+        current = next(c for c in cals if c["endYear"] == self.end_year)
+        out.append(self._enrollment(ORPHAN_PERSON, current, by_cal[current["calendarID"]][-1], False))
         return out
 
     def _enrollment(self, person: int, cal: Row, grade: Row, excluded: bool) -> Row:

@@ -1,0 +1,57 @@
+"""DagBag integrity (as in the Astro project template): every DAG imports, is tagged, retries."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+pytestmark = pytest.mark.airflow
+
+
+@pytest.fixture(scope="module")
+def dagbag(airflow_db):
+    import psycopg
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    real_connect = psycopg.connect
+
+    def no_db(*a, **k):  # DAG files must not touch a database at import
+        raise AssertionError("a DAG file connected to a database at import time")
+
+    psycopg.connect = no_db
+    try:
+        start = time.perf_counter()
+        bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+        bag.parse_seconds = time.perf_counter() - start  # reported, never asserted
+    finally:
+        psycopg.connect = real_connect
+    return bag
+
+
+def test_no_import_errors(dagbag):
+    assert dagbag.import_errors == {}
+    assert "campus_full_resync" in dagbag.dag_ids
+
+
+def test_every_dag_is_tagged_and_retries(dagbag):
+    for dag_id, dag in dagbag.dags.items():
+        assert "campus-state-sync" in dag.tags, dag_id
+        for t in dag.tasks:
+            assert t.retries is not None and t.retries >= 0, (dag_id, t.task_id)
+        sync_tasks = [t for t in dag.tasks if t.task_id.startswith("district.")]
+        assert all(t.retries >= 1 for t in sync_tasks), dag_id
+
+
+def test_full_resync_shape(dagbag, graph):
+    dag = dagbag.get_dag("campus_full_resync")
+    assert dag.schedule is not None or dag.timetable.summary
+    assert dag.catchup is False and dag.max_active_runs == 1
+    ids = {t.task_id for t in dag.tasks}
+    assert {f"district.{n}" for n in graph.enabled("KY")} <= ids
+    roster = dag.get_task("district.Roster")
+    assert roster.upstream_task_ids - {"start_request"} == {"district.Enrollment", "district.StructureGradeLevel"}
+    assert dag.get_task("district.TestScore").upstream_task_ids - {"start_request"} == {"district.Test"}
+    assert "district.Title1KY" in ids and "district.AttendanceSDMinute" not in ids  # KY only
