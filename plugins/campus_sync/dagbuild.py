@@ -113,7 +113,10 @@ def build_resync_dag(dag_id: str, *, kind: str, objects: Iterable[str], params: 
             states = states.get(ti.run_id, {})
             outcomes = {}
             indexes = list(range(len(units)))
+            planned = {n for u in units for n in u["objects"]}
             for name in names:
+                if name not in planned:  # skipped in every district: no result (and no XCom to pull)
+                    continue
                 results = ti.xcom_pull(task_ids=f"{GROUP}.{name}", map_indexes=indexes)
                 if not isinstance(results, list):
                     results = [results]

@@ -14,6 +14,7 @@ from campus_sync.hierarchy import Hierarchy, SCHOOL_YEARS, UnknownObjectError
 from campus_sync.hierarchy.errors import SelectionError
 
 KINDS = ("full", "partial", "state_request", "selective", "verification")
+REQUESTERS = ("district", "state")  # the partial resync form's `requested_by`
 
 
 class RequestError(ValueError):
@@ -57,6 +58,9 @@ def build(graph: Hierarchy, cfg: config_mod.Config, params: dict, *, kind: str, 
     school_year = params.get("school_year") or "current"
     if school_year not in SCHOOL_YEARS:
         raise RequestError(f"unknown school_year {school_year!r}; use one of {', '.join(SCHOOL_YEARS)}")
+    requester = params.get("requested_by") or "district"
+    if requester not in REQUESTERS:
+        raise RequestError(f"unknown requested_by {requester!r}; use one of {', '.join(REQUESTERS)}")
     check = params.get("check_dependencies", True)
     if not isinstance(check, bool):
         raise RequestError(f"check_dependencies must be true or false, got {check!r}")

@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 
-from campus_sync import config, db, engine, hierarchy, history, requests, schema
+from campus_sync import alerts, config, db, engine, hierarchy, history, requests, schema
 
 
 def state_dsn(cfg: config.Config | None = None) -> str:
@@ -29,8 +29,11 @@ def start_request(params: dict, *, kind: str, user: str, dag_id: str, run_id: st
     """Validate the request, record the batch, return one work unit per district (for .expand)."""
     cfg = config.load()
     graph = hierarchy.load()
-    req = requests.build(graph, cfg, params, kind=kind, user=user)
+    req = requests.build(graph, cfg, params, kind=kind, user=user)  # refuses before any write
     with open_state(cfg) as conn:
+        if req.kind == "state_request":  # uncommitted: create_batch's commit writes both, or neither
+            alerts.add_state_resync_requested(conn, req.districts, end_year=req.end_year,
+                                              dag_id=dag_id, run_id=run_id)
         batch_id = history.create_batch(
             conn, kind=req.kind, requested_by=req.requested_by, school_year=req.school_year,
             end_year=req.end_year, check_dependencies=req.check_dependencies,

@@ -118,27 +118,45 @@ def test_dag_form_and_shape(airflow_db, graph):
 
 
 # ----------------------------------------------------------------- refused at trigger time
+PARAM_REFUSALS = [
+    ({"objects": ["Bogus"]}, "param objects", "'Bogus' is not one of"),
+    ({"objects": ["AttDayAggregation"]}, "param objects", "'AttDayAggregation' is not one of"),  # not KY
+    ({"objects": ["testscore"]}, "param objects", "'testscore' is not one of"),
+    ({"objects": "TestScore"}, "param objects", "'TestScore' is not of type 'array'"),
+    ({"objects": []}, "param objects", "[] should be non-empty"),
+    ({}, "param objects", "No value passed"),
+    ({"objects": ["TestScore"], "districts": ["0999"]}, "param districts", "'0999' is not one of"),
+    ({"objects": ["TestScore"], "districts": "0101"}, "param districts", "'0101' is not of type 'array'"),
+    ({"objects": ["TestScore"], "school_year": "last"}, "param school_year", "'last' is not one of"),
+    ({"objects": ["TestScore"], "check_dependencies": "yes"}, "param check_dependencies",
+     "'yes' is not of type 'boolean'"),
+    ({"objects": ["TestScore"], "requested_by": "county"}, "param requested_by", "'county' is not one of"),
+]
+
+
 @pytest.mark.airflow
 def test_param_schema_refuses_bad_input(deployment, airflow_db):
+    """Every case against the serialized DAG's params (what the API server and dag.test validate
+    a trigger's conf with); a few through run_dag itself, which refuses before any task runs."""
     from airflow.sdk.exceptions import ParamValidationError
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    from campus_sync.runner import get_dag
 
     state = deployment["state"]
     before = state_snapshot(state)
-    cases = [
-        ({"objects": ["Bogus"]}, "param objects", "'Bogus' is not one of"),
-        ({"objects": ["AttDayAggregation"]}, "param objects", "'AttDayAggregation' is not one of"),  # not KY
-        ({"objects": ["testscore"]}, "param objects", "'testscore' is not one of"),
-        ({"objects": "TestScore"}, "param objects", "'TestScore' is not of type 'array'"),
-        ({"objects": []}, "param objects", "[]"),
-        ({}, "param objects", "No value passed"),
-        ({"objects": ["TestScore"], "districts": ["0999"]}, "param districts", "'0999' is not one of"),
-        ({"objects": ["TestScore"], "districts": "0101"}, "param districts", "is not of type 'array'"),
-        ({"objects": ["TestScore"], "school_year": "last"}, "param school_year", "'last' is not one of"),
-        ({"objects": ["TestScore"], "check_dependencies": "yes"}, "param check_dependencies",
-         "'yes' is not of type 'boolean'"),
-        ({"objects": ["TestScore"], "requested_by": "county"}, "param requested_by", "'county' is not one of"),
-    ]
-    for conf, param, message in cases:
+    served = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(get_dag(DAG_ID)))
+    good = {"objects": ["TestScore", "Roster"], "check_dependencies": False, "districts": ["0102"],
+            "school_year": "previous", "requested_by": "state"}
+    assert served.params.deep_merge(good).validate() == good
+    assert served.params.deep_merge({"objects": ["TestScore"]}).validate() == {
+        "objects": ["TestScore"], "check_dependencies": True, "districts": [], "school_year": "current",
+        "requested_by": "district"}
+    for conf, param, message in PARAM_REFUSALS:
+        with pytest.raises(ParamValidationError) as err:
+            served.params.deep_merge(conf).validate()
+        assert f"Invalid input for {param}: " in str(err.value) and message in str(err.value), (conf, str(err.value))
+    for conf, param, message in [PARAM_REFUSALS[i] for i in (0, 4, 6, 9)]:
         with pytest.raises(ParamValidationError) as err:
             run_dag(DAG_ID, conf)
         assert param in str(err.value) and message in str(err.value), (conf, str(err.value))
@@ -266,10 +284,12 @@ def test_partial_resync_runs(deployment, airflow_db, graph, capsys):
 
     # 4. refused by the first task (an object not offered for the year), as a state request:
     #    the run fails, and nothing is written: no batch, no alert, no state row
+    capsys.readouterr()
     out = run_dag(DAG_ID, {"objects": ["Behavior"], "districts": ["0101"], "school_year": "next",
                            "requested_by": "state"})
-    assert out.state == "failed"
+    assert out.state == "failed", out.task_states
     assert out.task_states["start_request"] == "failed"
+    assert "request refused: object 'Behavior' is not offered for the next school year" in capsys.readouterr().out
     assert not any(s == "success" for k, s in out.task_states.items() if k.startswith(GROUP)), out.task_states
     assert state_snapshot(state) == snap3
     assert one(state, "SELECT count(*) FROM sync.batch WHERE run_id = %s", (out.run_id,)) == 0
