@@ -120,3 +120,27 @@ def last_results(conn: psycopg.Connection, district_id: str | None = None) -> li
             ORDER BY district_id, object, started_at DESC NULLS LAST""",
         {"d": district_id},
     ).fetchall()
+
+
+def clear_counts(conn: psycopg.Connection, before: Any = None) -> dict[str, int]:
+    """What `clear` would delete: finished requests (before `before`, a date or timestamp) with
+    their object and selective-ID rows. Running requests are never cleared."""
+    where = "b.status <> 'running' AND (%(before)s::timestamptz IS NULL OR b.requested_at < %(before)s::timestamptz)"
+    row = conn.execute(
+        f"""SELECT count(*),
+                   coalesce(sum((SELECT count(*) FROM sync.batch_result r WHERE r.batch_id = b.id)), 0),
+                   coalesce(sum((SELECT count(*) FROM sync.selective_key k WHERE k.batch_id = b.id)), 0)
+              FROM sync.batch b WHERE {where}""", {"before": before}).fetchone()
+    return {"requests": int(row[0]), "object_results": int(row[1]), "id_results": int(row[2])}
+
+
+def clear(conn: psycopg.Connection, before: Any = None) -> dict[str, int]:
+    """Clear History: delete finished requests (and, by cascade, their result rows). Only history
+    rows are deleted, never synced data. Returns the counts deleted."""
+    with conn.transaction():
+        counts = clear_counts(conn, before)
+        deleted = conn.execute(
+            "DELETE FROM sync.batch b WHERE b.status <> 'running' AND (%(before)s::timestamptz IS NULL"
+            " OR b.requested_at < %(before)s::timestamptz)", {"before": before}).rowcount
+    counts["requests"] = deleted
+    return counts

@@ -21,9 +21,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--reseed", action="store_true", help="seed again even if already seeded")
     r.set_defaults(func=cmd_demo_run)
 
-    h = sub.add_parser("history", help="resync requests, newest first")
+    h = sub.add_parser("history", help="resync requests, newest first; `history clear` deletes them",
+                       description="List resync requests (newest first), or `history clear [--before DATE] "
+                                   "[--yes]`: delete finished requests' history rows (never synced data).")
+    h.add_argument("action", nargs="?", choices=["clear"], help="clear: delete history rows")
     h.add_argument("--limit", type=int, default=10)
     h.add_argument("--json", action="store_true")
+    h.add_argument("--before", metavar="DATE", help="clear: only requests made before DATE (YYYY-MM-DD)")
+    h.add_argument("--yes", action="store_true", help="clear: do not ask for confirmation")
     h.set_defaults(func=cmd_history)
 
     d = sub.add_parser("dsn", help="connection URI in use: `state` or `district:<id>`")
@@ -116,6 +121,15 @@ def cmd_history(args: argparse.Namespace) -> int:
 
     from campus_sync import history, tasks
 
+    if args.action == "clear":
+        from campus_sync.cli import selective_cmd
+
+        return selective_cmd.cmd_history_clear(args)
+    if args.before or args.yes:
+        from campus_sync.cli import CliError
+
+        raise CliError("--before and --yes go with `history clear`")
+
     with psycopg.connect(tasks.state_dsn()) as conn:
         from campus_sync import schema
 
@@ -137,7 +151,9 @@ def cmd_history(args: argparse.Namespace) -> int:
         processed = sum(r["processed"] for r in b["results"])
         print(f"#{b['id']:<5} {_ts(b['requested_at'])}  {b['kind']:<13} {b['status']:<9} by {b['requested_by']:<12} "
               f"{b['school_year']:<8} districts {','.join(b['districts'])}  objects {len(b['objects'])}  "
-              f"processed {processed} errors {errors}")
+              f"processed {processed} errors {errors}"
+              + (f"  {b['details'].get('object')} Records: {b['details'].get('records')}"
+                 if b["kind"] == "selective" and b["details"] else ""))
     return 0
 
 
