@@ -86,7 +86,7 @@ def extract_sql(graph: Hierarchy, spec: ObjectSpec) -> str:
     return text
 
 
-def _source_query(graph: Hierarchy, spec: ObjectSpec, scope: Scope, conn: psycopg.Connection) -> str:
+def source_query(graph: Hierarchy, spec: ObjectSpec, scope: Scope, conn: psycopg.Connection) -> str:
     """The district query, bound client-side (COPY takes no parameters), as one string."""
     cols = [ident(c) for c in spec.column_names] + [sql.Identifier("reject_reason")]
     where: list[sql.Composable] = [sql.SQL("TRUE")]
@@ -103,7 +103,7 @@ def _source_query(graph: Hierarchy, spec: ObjectSpec, scope: Scope, conn: psycop
     return psycopg.ClientCursor(conn).mogrify(query, params)
 
 
-def _scope_filter(spec: ObjectSpec, scope: Scope, alias: str) -> tuple[sql.Composable, list]:
+def scope_filter(spec: ObjectSpec, scope: Scope, alias: str) -> tuple[sql.Composable, list]:
     parts: list[sql.Composable] = [sql.SQL("{}.district_id = %s").format(sql.Identifier(alias))]
     params: list = []
     if spec.school_year_scoped:
@@ -142,10 +142,10 @@ def sync_object(
         # Two resyncs of the same district and object never interleave.
         cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"campus_sync:{district_id}:{name}",))
         col_defs = sql.SQL(", ").join(
-            sql.SQL("{} {}").format(ident(c), sql.SQL(_pg_type(t))) for c, t in spec.columns
+            sql.SQL("{} {}").format(ident(c), sql.SQL(pg_type(t))) for c, t in spec.columns
         )
         cur.execute(sql.SQL("CREATE TEMP TABLE {} ({}, reject_reason text) ON COMMIT DROP").format(STAGE, col_defs))
-        query = _source_query(graph, spec, scope, source)
+        query = source_query(graph, spec, scope, source)
         copy_in = sql.SQL("COPY {} ({}, reject_reason) FROM STDIN").format(STAGE, col_list)
         try:
             with source.cursor().copy(sql.SQL("COPY ({}) TO STDOUT").format(sql.SQL(query))) as out, \
@@ -174,7 +174,7 @@ def sync_object(
         result.excluded = sum(n for r, n in reasons if r.startswith(EXCLUSION_PREFIX))
         accepted = result.processed - result.errors
 
-        scope_sql, scope_params = _scope_filter(spec, scope, "s")
+        scope_sql, scope_params = scope_filter(spec, scope, "s")
         if accepted == 0 and not allow_empty and not scope.key_column:
             held = cur.execute(sql.SQL("SELECT count(*) FROM {} s WHERE {}").format(target, scope_sql),
                                [district_id, *scope_params]).fetchone()[0]
@@ -215,7 +215,7 @@ def sync_object(
     return result
 
 
-def _pg_type(t: str) -> str:
+def pg_type(t: str) -> str:
     from campus_sync.hierarchy.model import COLUMN_TYPES
 
     return COLUMN_TYPES[t]

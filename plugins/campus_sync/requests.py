@@ -36,7 +36,7 @@ class Request:
         return asdict(self)
 
 
-def _districts(cfg: config_mod.Config, raw) -> tuple[str, ...]:
+def parse_districts(cfg: config_mod.Config, raw) -> tuple[str, ...]:
     if raw in (None, "", []):
         return cfg.district_ids
     if isinstance(raw, str):
@@ -64,7 +64,7 @@ def build(graph: Hierarchy, cfg: config_mod.Config, params: dict, *, kind: str, 
     check = params.get("check_dependencies", True)
     if not isinstance(check, bool):
         raise RequestError(f"check_dependencies must be true or false, got {check!r}")
-    districts = _districts(cfg, params.get("districts"))
+    districts = parse_districts(cfg, params.get("districts"))
     if kind == "full":
         objects = list(graph.enabled(cfg.state, school_year))
         check = True

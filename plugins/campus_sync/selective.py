@@ -6,7 +6,7 @@ district and a list of IDs. It runs the object, then every descendant that carri
 column and is enabled for the configured state, in run order (parents first), each through
 `engine.sync_object` with `Scope(key_column=..., keys=...)` in its own transaction: only rows with
 those keys are loaded, updated or deleted, for the current school year where an object is tied to
-one. Objects not tied to a school year are not filtered by year (see `engine._scope_filter`).
+one. Objects not tied to a school year are not filtered by year (see `engine.scope_filter`).
 
 Every ID gets an outcome: successful when the district's extract of the selected object has a
 row for it and the state accepted that row, else failed with a reason (`not found at district`,
@@ -237,7 +237,7 @@ def key_outcomes(graph: Hierarchy, unit: dict, source_dsn: str, state_dsn: str,
     wanted = [key_col] + [f.column for f in fks] + ["reject_reason"]
     with psycopg.connect(source_dsn) as src:
         src.read_only = True
-        query = engine._source_query(graph, spec, scope, src)
+        query = engine.source_query(graph, spec, scope, src)
         rows = src.execute(sql.SQL("SELECT {} FROM ({}) AS r").format(
             sql.SQL(", ").join(sql.SQL("r.{}").format(ident(c)) for c in wanted), sql.SQL(query))).fetchall()
         at_district = {int(r[0]): r for r in rows}

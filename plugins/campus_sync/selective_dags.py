@@ -154,7 +154,7 @@ def build_verification_dag(dag_id: str = "campus_verification_summary", *, doc_m
             context = get_current_context()
             params = dict(context["params"])
             try:
-                districts = list(requests._districts(config.load(), params.get("districts")))
+                districts = list(requests.parse_districts(config.load(), params.get("districts")))
             except requests.RequestError as exc:
                 raise AirflowFailException(f"request refused: {exc}") from None
             return verify.verify(districts, user=_user(context, params), heal=bool(params.get("heal")),

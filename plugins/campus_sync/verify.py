@@ -107,12 +107,12 @@ def check_object(graph: Hierarchy, name: str, cur: psycopg.Cursor, source: psyco
     scope = engine.Scope(end_year=end_year)
     check = ObjectCheck(object=name, heal_root=heal_root)
     target = table(STATE_SCHEMA, spec)
-    col_defs = sql.SQL(", ").join(sql.SQL("{} {}").format(ident(c), sql.SQL(engine._pg_type(t)))
+    col_defs = sql.SQL(", ").join(sql.SQL("{} {}").format(ident(c), sql.SQL(engine.pg_type(t)))
                                   for c, t in spec.columns)
     cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(STAGE))
     cur.execute(sql.SQL("CREATE TEMP TABLE {} ({}, reject_reason text)").format(STAGE, col_defs))
     cols = sql.SQL(", ").join(ident(c) for c in spec.column_names)
-    query = engine._source_query(graph, spec, scope, source)
+    query = engine.source_query(graph, spec, scope, source)
     with source.cursor().copy(sql.SQL("COPY ({}) TO STDOUT").format(sql.SQL(query))) as out, \
             cur.copy(sql.SQL("COPY {} ({}, reject_reason) FROM STDIN").format(STAGE, cols)) as into:
         for chunk in out:
@@ -136,7 +136,7 @@ def check_object(graph: Hierarchy, name: str, cur: psycopg.Cursor, source: psyco
                             " WHERE g.reject_reason IS NULL ON CONFLICT DO NOTHING").format(
             EXPECTED, ident(spec.key[0]), STAGE), (name,))
 
-    scope_sql, scope_params = engine._scope_filter(spec, scope, "s")
+    scope_sql, scope_params = engine.scope_filter(spec, scope, "s")
     params = [district_id, *scope_params]
     match = sql.SQL(" AND ").join(sql.SQL("s.{0} = g.{0}").format(ident(k)) for k in spec.key)
     column = graph.spec(heal_root).selective_key if heal_root else None
