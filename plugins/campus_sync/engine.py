@@ -139,6 +139,8 @@ def sync_object(
     with psycopg.connect(state_dsn) as state, psycopg.connect(source_dsn) as source:
         source.read_only = True
         cur = state.cursor()
+        # A killed task must not leave its statement running on the server holding locks.
+        cur.execute("SET LOCAL client_connection_check_interval = '5s'")
         # Two resyncs of the same district and object never interleave.
         cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"campus_sync:{district_id}:{name}",))
         col_defs = sql.SQL(", ").join(
@@ -183,6 +185,23 @@ def sync_object(
                     f"district {district_id} returned no {name} rows but the state holds {held}; "
                     "refusing to delete them (resync with allow_empty to confirm)"
                 )
+
+        # First load of this district into the table: a plain insert. (Merging against an
+        # empty, analysed table makes the planner re-scan the growing target per row.)
+        fresh = not cur.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {} s WHERE s.district_id = %s)")
+                                .format(target), [district_id]).fetchone()[0]
+        if fresh:
+            result.inserted = cur.execute(sql.SQL(
+                "INSERT INTO {target} (district_id, {cols}) SELECT %s, {gcols} FROM {stage} g"
+                " WHERE g.reject_reason IS NULL"
+            ).format(target=target, cols=col_list, stage=STAGE,
+                     gcols=sql.SQL(", ").join(sql.SQL("g.{}").format(c) for c in cols)),
+                [district_id]).rowcount
+            result.unchanged = accepted - result.inserted
+            state.commit()
+            result.finished_at = dt.datetime.now(dt.timezone.utc).isoformat()
+            result.status = status_colour(result.processed, result.errors)
+            return result
 
         result.deleted = cur.execute(sql.SQL(
             "DELETE FROM {target} s WHERE {scope} AND NOT EXISTS"
