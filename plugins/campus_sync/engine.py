@@ -18,7 +18,7 @@ import psycopg
 from psycopg import sql
 
 from campus_sync.hierarchy import Hierarchy, ObjectSpec
-from campus_sync.hierarchy.model import YEAR_COLUMN
+from campus_sync.hierarchy.model import COLUMN_TYPES, YEAR_COLUMN
 from campus_sync.schema import STATE_SCHEMA, ident, table
 
 EXCLUSION_PREFIX = "state_excluded_"
@@ -144,7 +144,7 @@ def sync_object(
         # Two resyncs of the same district and object never interleave.
         cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"campus_sync:{district_id}:{name}",))
         col_defs = sql.SQL(", ").join(
-            sql.SQL("{} {}").format(ident(c), sql.SQL(pg_type(t))) for c, t in spec.columns
+            sql.SQL("{} {}").format(ident(c), sql.SQL(COLUMN_TYPES[t])) for c, t in spec.columns
         )
         cur.execute(sql.SQL("CREATE TEMP TABLE {} ({}, reject_reason text) ON COMMIT DROP").format(STAGE, col_defs))
         query = source_query(graph, spec, scope, source)
@@ -186,47 +186,24 @@ def sync_object(
                     "refusing to delete them (resync with allow_empty to confirm)"
                 )
 
-        # First load of this district into the table: a plain insert. (Merging against an
-        # empty, analysed table makes the planner re-scan the growing target per row.)
+        # A district's first load into the table is a plain insert: merging against an empty,
+        # analysed table makes the planner re-scan the growing target once per row.
         fresh = not cur.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {} s WHERE s.district_id = %s)")
                                 .format(target), [district_id]).fetchone()[0]
-        if fresh:
-            result.inserted = cur.execute(sql.SQL(
-                "INSERT INTO {target} (district_id, {cols}) SELECT %s, {gcols} FROM {stage} g"
-                " WHERE g.reject_reason IS NULL"
-            ).format(target=target, cols=col_list, stage=STAGE,
-                     gcols=sql.SQL(", ").join(sql.SQL("g.{}").format(c) for c in cols)),
-                [district_id]).rowcount
-            result.unchanged = accepted - result.inserted
-            state.commit()
-            result.finished_at = dt.datetime.now(dt.timezone.utc).isoformat()
-            result.status = status_colour(result.processed, result.errors)
-            return result
-
-        result.deleted = cur.execute(sql.SQL(
-            "DELETE FROM {target} s WHERE {scope} AND NOT EXISTS"
-            " (SELECT 1 FROM {stage} g WHERE g.reject_reason IS NULL AND {match})"
-        ).format(target=target, scope=scope_sql, stage=STAGE, match=key_match),
-            [district_id, *scope_params]).rowcount
-        non_key = [c for c in spec.column_names if c not in spec.key]
-        if non_key:
-            result.updated = cur.execute(sql.SQL(
-                "UPDATE {target} s SET {assign}, synced_at = now() FROM {stage} g"
-                " WHERE g.reject_reason IS NULL AND s.district_id = %s AND {match}"
-                " AND ({scols}) IS DISTINCT FROM ({gcols})"
-            ).format(
-                target=target, stage=STAGE, match=key_match,
-                assign=sql.SQL(", ").join(sql.SQL("{0} = g.{0}").format(ident(c)) for c in non_key),
-                scols=sql.SQL(", ").join(sql.SQL("s.{}").format(ident(c)) for c in non_key),
-                gcols=sql.SQL(", ").join(sql.SQL("g.{}").format(ident(c)) for c in non_key),
-            ), [district_id]).rowcount
-        result.inserted = cur.execute(sql.SQL(
+        if not fresh:
+            result.deleted, result.updated = _delete_and_update(cur, spec, target, key_match,
+                                                                scope_sql, [district_id, *scope_params])
+        insert = sql.SQL(
             "INSERT INTO {target} (district_id, {cols}) SELECT %s, {gcols} FROM {stage} g"
-            " WHERE g.reject_reason IS NULL AND NOT EXISTS"
-            " (SELECT 1 FROM {target} s WHERE s.district_id = %s AND {match})"
-        ).format(target=target, cols=col_list, stage=STAGE, match=key_match,
-                 gcols=sql.SQL(", ").join(sql.SQL("g.{}").format(c) for c in cols)),
-            [district_id, district_id]).rowcount
+            " WHERE g.reject_reason IS NULL"
+        ).format(target=target, cols=col_list, stage=STAGE,
+                 gcols=sql.SQL(", ").join(sql.SQL("g.{}").format(c) for c in cols))
+        params = [district_id]
+        if not fresh:
+            insert += sql.SQL(" AND NOT EXISTS (SELECT 1 FROM {target} s WHERE s.district_id = %s AND {match})"
+                              ).format(target=target, match=key_match)
+            params.append(district_id)
+        result.inserted = cur.execute(insert, params).rowcount
         result.unchanged = accepted - result.inserted - result.updated
         state.commit()
     result.finished_at = dt.datetime.now(dt.timezone.utc).isoformat()
@@ -234,10 +211,28 @@ def sync_object(
     return result
 
 
-def pg_type(t: str) -> str:
-    from campus_sync.hierarchy.model import COLUMN_TYPES
-
-    return COLUMN_TYPES[t]
+def _delete_and_update(cur: psycopg.Cursor, spec: ObjectSpec, target: sql.Composable,
+                       key_match: sql.Composable, scope_sql: sql.Composable, scope_params: list) -> tuple[int, int]:
+    """Delete state rows the district no longer has (in scope); update rows that differ."""
+    district_id = scope_params[0]
+    deleted = cur.execute(sql.SQL(
+        "DELETE FROM {target} s WHERE {scope} AND NOT EXISTS"
+        " (SELECT 1 FROM {stage} g WHERE g.reject_reason IS NULL AND {match})"
+    ).format(target=target, scope=scope_sql, stage=STAGE, match=key_match), scope_params).rowcount
+    non_key = [c for c in spec.column_names if c not in spec.key]
+    if not non_key:
+        return deleted, 0
+    updated = cur.execute(sql.SQL(
+        "UPDATE {target} s SET {assign}, synced_at = now() FROM {stage} g"
+        " WHERE g.reject_reason IS NULL AND s.district_id = %s AND {match}"
+        " AND ({scols}) IS DISTINCT FROM ({gcols})"
+    ).format(
+        target=target, stage=STAGE, match=key_match,
+        assign=sql.SQL(", ").join(sql.SQL("{0} = g.{0}").format(ident(c)) for c in non_key),
+        scols=sql.SQL(", ").join(sql.SQL("s.{}").format(ident(c)) for c in non_key),
+        gcols=sql.SQL(", ").join(sql.SQL("g.{}").format(ident(c)) for c in non_key),
+    ), [district_id]).rowcount
+    return deleted, updated
 
 
 def sync_objects(graph: Hierarchy, names: Sequence[str], **kwargs) -> list[SyncResult]:

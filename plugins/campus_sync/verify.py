@@ -38,6 +38,7 @@ from psycopg.rows import dict_row
 from campus_sync import config as config_mod
 from campus_sync import db, engine, selective, tasks
 from campus_sync.hierarchy import Hierarchy
+from campus_sync.hierarchy.model import COLUMN_TYPES
 from campus_sync.schema import STATE_SCHEMA, ident, table
 
 SAMPLE = 20
@@ -107,7 +108,7 @@ def check_object(graph: Hierarchy, name: str, cur: psycopg.Cursor, source: psyco
     scope = engine.Scope(end_year=end_year)
     check = ObjectCheck(object=name, heal_root=heal_root)
     target = table(STATE_SCHEMA, spec)
-    col_defs = sql.SQL(", ").join(sql.SQL("{} {}").format(ident(c), sql.SQL(engine.pg_type(t)))
+    col_defs = sql.SQL(", ").join(sql.SQL("{} {}").format(ident(c), sql.SQL(COLUMN_TYPES[t]))
                                   for c, t in spec.columns)
     cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(STAGE))
     cur.execute(sql.SQL("CREATE TEMP TABLE {} ({}, reject_reason text)").format(STAGE, col_defs))

@@ -17,9 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_alerts(args: argparse.Namespace) -> int:
-    import psycopg
-
-    from campus_sync import alerts, config, hierarchy, schema, tasks
+    from campus_sync import alerts, config, tasks
     from campus_sync.cli import CliError
 
     cfg = config.load()
@@ -30,8 +28,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
             raise CliError(str(exc)) from None
     if args.limit < 1:
         raise CliError("--limit must be at least 1")
-    with psycopg.connect(tasks.state_dsn(cfg)) as conn:
-        schema.ensure_state_schema(conn, hierarchy.load())
+    with tasks.open_state(cfg) as conn:
         rows = alerts.list_alerts(conn, args.district, limit=args.limit)
     if args.json:
         doc = {"alerts": [{k: (r[k].isoformat() if isinstance(r[k], dt.datetime) else r[k])

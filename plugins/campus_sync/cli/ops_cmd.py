@@ -117,8 +117,6 @@ def _jsonable(value):
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    import psycopg
-
     from campus_sync import history, tasks
 
     if args.action == "clear":
@@ -130,10 +128,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
         raise CliError("--before and --yes go with `history clear`")
 
-    with psycopg.connect(tasks.state_dsn()) as conn:
-        from campus_sync import schema
-
-        schema.ensure_state_schema(conn, hierarchy.load())
+    with tasks.open_state() as conn:
         batches = history.batches(conn, limit=args.limit)
     if args.json:
         keep = ("id", "kind", "status", "requested_at", "completed_at", "requested_by", "school_year",

@@ -41,14 +41,10 @@ def _user() -> str:
         return "cli"
 
 
-def _state_conn():
-    import psycopg
+def _open_state():
+    from campus_sync import tasks
 
-    from campus_sync import hierarchy, schema, tasks
-
-    conn = psycopg.connect(tasks.state_dsn())
-    schema.ensure_state_schema(conn, hierarchy.load())
-    return conn
+    return tasks.open_state()
 
 
 # ------------------------------------------------------------------------------ report
@@ -60,7 +56,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if fmt is None:
         suffix = Path(args.output).suffix.lower().lstrip(".") if args.output else ""
         fmt = suffix if suffix in ("csv", "pdf") else "csv"
-    with _state_conn() as conn:
+    with _open_state() as conn:
         try:
             data = selective.batch_report(conn, args.batch_id)
         except selective.SelectiveError as exc:
@@ -97,7 +93,7 @@ def cmd_history_clear(args: argparse.Namespace) -> int:
 
     before = _parse_before(args.before)
     scope = f" made before {before.isoformat()}" if before else ""
-    with _state_conn() as conn:
+    with _open_state() as conn:
         counts = history.clear_counts(conn, before)
         if counts["requests"] == 0:
             print(f"no finished requests{scope} to clear")
@@ -163,7 +159,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         raise CliError("--latest shows stored results; it cannot be combined with --heal")
     healed = None
     if args.latest:
-        with _state_conn() as conn:
+        with _open_state() as conn:
             summary = verify.latest(conn, districts, cfg=cfg)
     else:
         try:
@@ -200,6 +196,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"\n{d}: errors a selective sync cannot repair (run a partial resync with Check Dependencies): "
               + ", ".join(f"{o} {n}" for o, n in sorted(objs.items())))
     if args.issues:
-        with _state_conn() as conn:
+        with _open_state() as conn:
             _print_issues(conn, summary)
     return 0
