@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 import psycopg
 from psycopg import sql
 
+from campus_sync import digest
 from campus_sync.hierarchy import Hierarchy, ObjectSpec
 from campus_sync.hierarchy.model import COLUMN_TYPES, YEAR_COLUMN
 from campus_sync.schema import STATE_SCHEMA, ident, table
 
 EXCLUSION_PREFIX = "state_excluded_"
+PARENT_MISSING = "parent_missing:"
 STAGE = sql.Identifier("campus_stage")
 
 
@@ -86,20 +89,24 @@ def extract_sql(graph: Hierarchy, spec: ObjectSpec) -> str:
     return text
 
 
-def source_query(graph: Hierarchy, spec: ObjectSpec, scope: Scope, conn: psycopg.Connection) -> str:
-    """The district query, bound client-side (COPY takes no parameters), as one string."""
+def source_query(graph: Hierarchy, spec: ObjectSpec, scope: Scope, conn: psycopg.Connection,
+                 buckets: tuple[int, list[int]] | None = None) -> str:
+    """The district query, bound client-side (COPY takes no parameters), as one string.
+    `buckets` = (bucket count, the buckets wanted) limits it to those key-hash buckets."""
     cols = [ident(c) for c in spec.column_names] + [sql.Identifier("reject_reason")]
     where: list[sql.Composable] = [sql.SQL("TRUE")]
     if spec.school_year_scoped:
         where.append(sql.SQL("q.{} = %(end_year)s").format(ident(YEAR_COLUMN)))
     if scope.key_column:
         where.append(sql.SQL("q.{} = ANY(%(keys)s)").format(ident(scope.key_column)))
+    if buckets is not None:
+        where.append(sql.SQL("{} = ANY(%(buckets)s)").format(digest.bucket_expr(spec, "q", buckets[0])))
     query = sql.SQL("SELECT {cols} FROM ({extract}\n) AS q WHERE {where}").format(
         cols=sql.SQL(", ").join(sql.SQL("q.{}").format(c) for c in cols),
         extract=sql.SQL(extract_sql(graph, spec)),
         where=sql.SQL(" AND ").join(where),
     )
-    params = dict(scope.params, keys=list(scope.keys))
+    params = dict(scope.params, keys=list(scope.keys), buckets=list(buckets[1]) if buckets else [])
     return psycopg.ClientCursor(conn).mogrify(query, params)
 
 
@@ -132,89 +139,152 @@ def sync_object(
     result = SyncResult(object=name, district_id=district_id,
                         started_at=dt.datetime.now(dt.timezone.utc).isoformat())
     target = table(STATE_SCHEMA, spec)
-    cols = [ident(c) for c in spec.column_names]
-    col_list = sql.SQL(", ").join(cols)
-    key_match = sql.SQL(" AND ").join(sql.SQL("s.{0} = g.{0}").format(ident(k)) for k in spec.key)
+    scope_sql, scope_params = scope_filter(spec, scope, "s")
+    scope_params = [district_id, *scope_params]
 
     with psycopg.connect(state_dsn) as state, psycopg.connect(source_dsn) as source:
+        # One snapshot of the district for the digest and the copy that follows it.
+        source.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         source.read_only = True
         cur = state.cursor()
         # A killed task must not leave its statement running on the server holding locks.
         cur.execute("SET LOCAL client_connection_check_interval = '5s'")
         # Two resyncs of the same district and object never interleave.
         cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"campus_sync:{district_id}:{name}",))
-        col_defs = sql.SQL(", ").join(
-            sql.SQL("{} {}").format(ident(c), sql.SQL(COLUMN_TYPES[t])) for c, t in spec.columns
-        )
-        cur.execute(sql.SQL("CREATE TEMP TABLE {} ({}, reject_reason text) ON COMMIT DROP").format(STAGE, col_defs))
-        query = source_query(graph, spec, scope, source)
-        copy_in = sql.SQL("COPY {} ({}, reject_reason) FROM STDIN").format(STAGE, col_list)
-        try:
-            with source.cursor().copy(sql.SQL("COPY ({}) TO STDOUT").format(sql.SQL(query))) as out, \
-                    cur.copy(copy_in) as into:
-                for chunk in out:
-                    into.write(chunk)
-        except psycopg.errors.UndefinedColumn as exc:
-            raise SyncError(f"extract query include/sql/{spec.sql} for {name!r}: {exc}".strip()) from exc
-        cur.execute(sql.SQL("ANALYZE {}").format(STAGE))
-        result.processed = cur.execute(sql.SQL("SELECT count(*) FROM {}").format(STAGE)).fetchone()[0]
-
-        for fk in spec.foreign_keys:  # sorted by column
-            parent = graph.spec(fk.target)
-            cur.execute(sql.SQL(
-                "UPDATE {stage} g SET reject_reason = %s WHERE g.reject_reason IS NULL"
-                " AND g.{col} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {parent} p"
-                " WHERE p.district_id = %s AND p.{pcol} = g.{col})"
-            ).format(stage=STAGE, col=ident(fk.column), parent=table(STATE_SCHEMA, parent),
-                     pcol=ident(fk.target_column)), (f"parent_missing:{fk.target}", district_id))
-
-        reasons = cur.execute(sql.SQL(
-            "SELECT reject_reason, count(*) FROM {} WHERE reject_reason IS NOT NULL GROUP BY 1 ORDER BY 1"
-        ).format(STAGE)).fetchall()
-        result.error_reasons = {r: n for r, n in reasons}
-        result.errors = sum(result.error_reasons.values())
-        result.excluded = sum(n for r, n in reasons if r.startswith(EXCLUSION_PREFIX))
-        accepted = result.processed - result.errors
-
-        scope_sql, scope_params = scope_filter(spec, scope, "s")
-        if accepted == 0 and not allow_empty and not scope.key_column:
-            held = cur.execute(sql.SQL("SELECT count(*) FROM {} s WHERE {}").format(target, scope_sql),
-                               [district_id, *scope_params]).fetchone()[0]
-            if held and result.processed == 0:
-                raise EmptySourceError(
-                    f"district {district_id} returned no {name} rows but the state holds {held}; "
-                    "refusing to delete them (resync with allow_empty to confirm)"
-                )
-
         # A district's first load into the table is a plain insert: merging against an empty,
         # analysed table makes the planner re-scan the growing target once per row.
         fresh = not cur.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {} s WHERE s.district_id = %s)")
                                 .format(target), [district_id]).fetchone()[0]
+
+        # A resync (not a first load, not a selective one) first compares bucket digests.
+        known: digest.Digest | None = None
+        wanted: tuple[int, list[int]] | None = None
+        if not fresh and not scope.key_column:
+            known, held, wanted = _compare_digests(graph, spec, scope, source, cur, target,
+                                                   scope_sql, scope_params)
+            if known.rows == 0 and held and not allow_empty:
+                raise EmptySourceError(
+                    f"district {district_id} returned no {name} rows but the state holds {held}; "
+                    "refusing to delete them (resync with allow_empty to confirm)"
+                )
+            if wanted is not None and not wanted[1]:  # nothing differs: nothing to copy or write
+                _count(result, known.rows, known.reasons)
+                state.commit()
+                return _finish(result)
+
+        _stage(graph, spec, scope, source, cur, wanted, analyze=not fresh)
+        _check_parents(graph, spec, cur, district_id)
+        staged = dict(cur.execute(sql.SQL("SELECT reject_reason, count(*) FROM {} GROUP BY 1").format(STAGE)))
+        rows = staged.pop(None, 0) + sum(staged.values())
+        if known is not None:  # the digest counted the extract's refusals over every bucket
+            _count(result, known.rows, known.reasons | {r: n for r, n in staged.items()
+                                                        if r.startswith(PARENT_MISSING)})
+        else:
+            _count(result, rows, staged)
+
         if not fresh:
-            result.deleted, result.updated = _delete_and_update(cur, spec, target, key_match,
-                                                                scope_sql, [district_id, *scope_params])
-        insert = sql.SQL(
-            "INSERT INTO {target} (district_id, {cols}) SELECT %s, {gcols} FROM {stage} g"
-            " WHERE g.reject_reason IS NULL"
-        ).format(target=target, cols=col_list, stage=STAGE,
-                 gcols=sql.SQL(", ").join(sql.SQL("g.{}").format(c) for c in cols))
-        params = [district_id]
-        if not fresh:
-            insert += sql.SQL(" AND NOT EXISTS (SELECT 1 FROM {target} s WHERE s.district_id = %s AND {match})"
-                              ).format(target=target, match=key_match)
-            params.append(district_id)
-        result.inserted = cur.execute(insert, params).rowcount
-        result.unchanged = accepted - result.inserted - result.updated
+            if wanted is not None:  # rows outside the copied buckets are known to be equal
+                scope_sql = sql.SQL("{} AND {} = ANY(%s)").format(
+                    scope_sql, digest.bucket_expr(spec, "s", wanted[0]))
+                scope_params = [*scope_params, wanted[1]]
+            result.deleted, result.updated = _delete_and_update(cur, spec, target, scope_sql, scope_params)
+        result.inserted = _insert(cur, spec, target, district_id, fresh)
+        result.unchanged = result.processed - result.errors - result.inserted - result.updated
         state.commit()
+    return _finish(result)
+
+
+def _compare_digests(graph: Hierarchy, spec: ObjectSpec, scope: Scope, source: psycopg.Connection,
+                     cur: psycopg.Cursor, target: sql.Composable, scope_sql: sql.Composable,
+                     scope_params: list) -> tuple[digest.Digest, int, tuple[int, list[int]] | None]:
+    """Digest both sides at once. Returns the district's digest (its row and refusal counts),
+    the rows the state holds in scope, and (bucket count, buckets to copy), or None to copy all."""
+    held = cur.execute(sql.SQL("SELECT count(*) FROM {} s WHERE {}").format(target, scope_sql),
+                       scope_params).fetchone()[0]
+    buckets = digest.bucket_count(held)
+    query = source_query(graph, spec, scope, source)
+    with ThreadPoolExecutor(max_workers=1) as pool:  # the district works while the state does
+        at_district = pool.submit(digest.district_digest, source, spec, query, buckets)
+        at_state = digest.state_digest(cur.connection, spec, target, scope_sql, scope_params, buckets)
+        district = at_district.result()
+    changed = district.changed(at_state)
+    # Copying most buckets through a filter costs more than copying everything.
+    return district, held, ((buckets, changed) if len(changed) * 2 <= buckets else None)
+
+
+def _stage(graph: Hierarchy, spec: ObjectSpec, scope: Scope, source: psycopg.Connection,
+           cur: psycopg.Cursor, wanted: tuple[int, list[int]] | None, analyze: bool) -> None:
+    """Stream the district's rows (all in scope, or the wanted buckets) into a temp table.
+    A merge needs its statistics; a first load (plain insert) does not, so skips ANALYZE."""
+    col_defs = sql.SQL(", ").join(
+        sql.SQL("{} {}").format(ident(c), sql.SQL(COLUMN_TYPES[t])) for c, t in spec.columns
+    )
+    cur.execute(sql.SQL("CREATE TEMP TABLE {} ({}, reject_reason text) ON COMMIT DROP").format(STAGE, col_defs))
+    query = source_query(graph, spec, scope, source, wanted)
+    copy_in = sql.SQL("COPY {} ({}, reject_reason) FROM STDIN").format(
+        STAGE, sql.SQL(", ").join(ident(c) for c in spec.column_names))
+    try:
+        with source.cursor().copy(sql.SQL("COPY ({}) TO STDOUT").format(sql.SQL(query))) as out, \
+                cur.copy(copy_in) as into:
+            for chunk in out:
+                into.write(chunk)
+    except psycopg.errors.UndefinedColumn as exc:
+        raise SyncError(f"extract query include/sql/{spec.sql} for {spec.name!r}: {exc}".strip()) from exc
+    if analyze:
+        cur.execute(sql.SQL("ANALYZE {}").format(STAGE))
+
+
+def _check_parents(graph: Hierarchy, spec: ObjectSpec, cur: psycopg.Cursor, district_id: str) -> None:
+    """Refuse staged rows whose parent is not at the state, one reason per parent object."""
+    for fk in spec.foreign_keys:  # sorted by column
+        parent = graph.spec(fk.target)
+        cur.execute(sql.SQL(
+            "UPDATE {stage} g SET reject_reason = %s WHERE g.reject_reason IS NULL"
+            " AND g.{col} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {parent} p"
+            " WHERE p.district_id = %s AND p.{pcol} = g.{col})"
+        ).format(stage=STAGE, col=ident(fk.column), parent=table(STATE_SCHEMA, parent),
+                 pcol=ident(fk.target_column)), (f"{PARENT_MISSING}{fk.target}", district_id))
+
+
+def _count(result: SyncResult, processed: int, reasons: dict[str, int]) -> None:
+    result.processed = processed
+    result.error_reasons = dict(sorted(reasons.items()))
+    result.errors = sum(reasons.values())
+    result.excluded = sum(n for r, n in reasons.items() if r.startswith(EXCLUSION_PREFIX))
+    result.unchanged = processed - result.errors
+
+
+def _finish(result: SyncResult) -> SyncResult:
     result.finished_at = dt.datetime.now(dt.timezone.utc).isoformat()
     result.status = status_colour(result.processed, result.errors)
     return result
 
 
+def _key_match(spec: ObjectSpec) -> sql.Composable:
+    return sql.SQL(" AND ").join(sql.SQL("s.{0} = g.{0}").format(ident(k)) for k in spec.key)
+
+
+def _insert(cur: psycopg.Cursor, spec: ObjectSpec, target: sql.Composable, district_id: str, fresh: bool) -> int:
+    """Insert accepted staged rows the state lacks (all of them on a district's first load)."""
+    cols = [ident(c) for c in spec.column_names]
+    insert = sql.SQL(
+        "INSERT INTO {target} (district_id, {cols}) SELECT %s, {gcols} FROM {stage} g"
+        " WHERE g.reject_reason IS NULL"
+    ).format(target=target, cols=sql.SQL(", ").join(cols), stage=STAGE,
+             gcols=sql.SQL(", ").join(sql.SQL("g.{}").format(c) for c in cols))
+    params = [district_id]
+    if not fresh:
+        insert += sql.SQL(" AND NOT EXISTS (SELECT 1 FROM {target} s WHERE s.district_id = %s AND {match})"
+                          ).format(target=target, match=_key_match(spec))
+        params.append(district_id)
+    return cur.execute(insert, params).rowcount
+
+
 def _delete_and_update(cur: psycopg.Cursor, spec: ObjectSpec, target: sql.Composable,
-                       key_match: sql.Composable, scope_sql: sql.Composable, scope_params: list) -> tuple[int, int]:
+                       scope_sql: sql.Composable, scope_params: list) -> tuple[int, int]:
     """Delete state rows the district no longer has (in scope); update rows that differ."""
     district_id = scope_params[0]
+    key_match = _key_match(spec)
     deleted = cur.execute(sql.SQL(
         "DELETE FROM {target} s WHERE {scope} AND NOT EXISTS"
         " (SELECT 1 FROM {stage} g WHERE g.reject_reason IS NULL AND {match})"
