@@ -64,6 +64,7 @@ class SyncResult:
     deleted: int = 0
     unchanged: int = 0
     excluded: int = 0
+    copied: int = 0  # rows streamed into staging: all on a first load, only differing buckets after
     error_reasons: dict[str, int] = field(default_factory=dict)
     started_at: str = ""
     finished_at: str = ""
@@ -175,7 +176,7 @@ def sync_object(
         _stage(graph, spec, scope, source, cur, wanted, analyze=not fresh)
         _check_parents(graph, spec, cur, district_id)
         staged = dict(cur.execute(sql.SQL("SELECT reject_reason, count(*) FROM {} GROUP BY 1").format(STAGE)))
-        rows = staged.pop(None, 0) + sum(staged.values())
+        result.copied = rows = staged.pop(None, 0) + sum(staged.values())
         if known is not None:  # the digest counted the extract's refusals over every bucket
             _count(result, known.rows, known.reasons | {r: n for r, n in staged.items()
                                                         if r.startswith(PARENT_MISSING)})
