@@ -1,10 +1,14 @@
-"""Bucket digests: find which part of an object changed before copying any of it.
+"""Digests: find which part of an object changed before copying any of it.
 
 A weekly resync mostly finds nothing new, yet copying every row into a staging table costs
-about as much as the first load. So before copying, the engine asks both sides the same question
-in parallel: split the rows in scope into buckets by a hash of their key, and give me, per
-bucket, the row count and the XOR of a hash of each row's content. Equal buckets are equal row
-sets (up to a 64-bit hash collision); only the buckets that differ are copied and merged.
+about as much as the first load. So before copying, the engine asks both sides the same
+questions, in parallel:
+
+1. totals: the row count and the XOR of a hash of each row's content, over the whole scope.
+   Equal totals mean equal row sets (up to a 64-bit hash collision): nothing to copy. One pass,
+   no grouping, so this costs about one read of the object on each side.
+2. only when the totals differ, buckets: the same per bucket of a hash of the key. Only the
+   buckets that differ are copied and merged.
 
 Both sides hash the values cast to the types the hierarchy declares, with PostgreSQL's
 `hash_record_extended` (the stable hash behind hash partitioning), so an extract that returns
@@ -72,6 +76,31 @@ class Digest:
         """Buckets whose accepted rows differ between the two digests, sorted."""
         return [b for b in range(len(self.counts))
                 if self.counts[b] != other.counts[b] or self.xors[b] != other.xors[b]]
+
+
+def district_totals(conn: psycopg.Connection, spec: ObjectSpec, source_query: str) -> tuple[int, int, int]:
+    """(rows, accepted rows, XOR of accepted row hashes) of the whole extract: one pass, no
+    grouping, so an unchanged object is recognised at the cost of reading it once."""
+    query = sql.SQL(
+        "SELECT count(*), count(*) FILTER (WHERE d.reject_reason IS NULL),"
+        " coalesce(bit_xor({hash}) FILTER (WHERE d.reject_reason IS NULL), 0) FROM ({source}) AS d"
+    ).format(hash=row_hash_expr(spec, "d"), source=sql.SQL(source_query))
+    return conn.execute(query).fetchone()
+
+
+def district_reasons(conn: psycopg.Connection, source_query: str) -> dict[str, int]:
+    """Refused rows of the extract, counted per reason."""
+    query = sql.SQL("SELECT d.reject_reason, count(*) FROM ({}) AS d WHERE d.reject_reason IS NOT NULL"
+                    " GROUP BY 1 ORDER BY 1").format(sql.SQL(source_query))
+    return dict(conn.execute(query).fetchall())
+
+
+def state_totals(conn: psycopg.Connection, spec: ObjectSpec, target: sql.Composable, scope_sql: sql.Composable,
+                 scope_params: list) -> tuple[int, int]:
+    """(rows, XOR of row hashes) of the state rows in scope (alias `s` in `scope_sql`)."""
+    query = sql.SQL("SELECT count(*), coalesce(bit_xor({hash}), 0) FROM {target} s WHERE {scope}").format(
+        hash=row_hash_expr(spec, "s"), target=target, scope=scope_sql)
+    return conn.execute(query, scope_params).fetchone()
 
 
 def _fetch(conn: psycopg.Connection, query: sql.Composable, params: list | None = None):
