@@ -26,6 +26,7 @@ from campus_sync.schema import STATE_SCHEMA, ident, table
 EXCLUSION_PREFIX = "state_excluded_"
 PARENT_MISSING = "parent_missing:"
 STAGE = sql.Identifier("campus_stage")
+HELD = sql.Identifier("campus_held")
 
 
 class SyncError(RuntimeError):
@@ -191,13 +192,14 @@ def sync_object(
         else:
             _count(result, rows, staged)
 
-        if not fresh:
-            if wanted is not None:  # rows outside the copied buckets are known to be equal
-                scope_sql = sql.SQL("{} AND {} = ANY(%s)").format(
-                    scope_sql, digest.bucket_expr(spec, "s", wanted[0]))
-                scope_params = [*scope_params, wanted[1]]
-            result.deleted, result.updated = _delete_and_update(cur, spec, target, scope_sql, scope_params)
-        result.inserted = _insert(cur, spec, target, district_id, fresh)
+        if wanted is not None:  # rows outside the copied buckets are known to be equal
+            bucket_scope = sql.SQL("{} AND {} = ANY(%s)").format(scope_sql, digest.bucket_expr(spec, "s", wanted[0]))
+            result.deleted, result.updated, result.inserted = _merge_buckets(
+                cur, spec, target, bucket_scope, [*scope_params, wanted[1]])
+        else:
+            if not fresh:
+                result.deleted, result.updated = _delete_and_update(cur, spec, target, scope_sql, scope_params)
+            result.inserted = _insert(cur, spec, target, district_id, fresh)
         result.unchanged = result.processed - result.errors - result.inserted - result.updated
         state.commit()
     return _finish(result)
@@ -339,6 +341,53 @@ def _delete_and_update(cur: psycopg.Cursor, spec: ObjectSpec, target: sql.Compos
         gcols=sql.SQL(", ").join(sql.SQL("g.{}").format(ident(c)) for c in non_key),
     ), [district_id]).rowcount
     return deleted, updated
+
+
+def _merge_buckets(cur: psycopg.Cursor, spec: ObjectSpec, target: sql.Composable,
+                   scope_sql: sql.Composable, scope_params: list) -> tuple[int, int, int]:
+    """Merge the copied buckets only. The state's keys and row hashes in those buckets are read
+    once into a temp table; delete, update and insert then work through small joins and the
+    primary key instead of each passing over the whole state table. A row is updated when its
+    content hash differs, the same 64-bit test the digests rely on. Call after counting the
+    stage: unchanged rows are removed from it."""
+    district_id = scope_params[0]
+    keys = [ident(k) for k in spec.key]
+
+    def match(a: str, b: str) -> sql.Composable:
+        return sql.SQL(" AND ").join(sql.SQL("{0}.{2} = {1}.{2}").format(sql.Identifier(a), sql.Identifier(b), k)
+                                     for k in keys)
+
+    cur.execute(sql.SQL("CREATE TEMP TABLE {held} ON COMMIT DROP AS SELECT {keys}, {hash} AS row_hash"
+                        " FROM {target} s WHERE {scope}").format(
+        held=HELD, keys=sql.SQL(", ").join(sql.SQL("s.{}").format(k) for k in keys),
+        hash=digest.row_hash_expr(spec, "s"), target=target, scope=scope_sql), scope_params)
+    cur.execute(sql.SQL("ANALYZE {}").format(HELD))
+    deleted = cur.execute(sql.SQL(
+        "DELETE FROM {target} s USING {held} h WHERE s.district_id = %s AND {sh} AND NOT EXISTS"
+        " (SELECT 1 FROM {stage} g WHERE g.reject_reason IS NULL AND {gh})"
+    ).format(target=target, held=HELD, stage=STAGE, sh=match("s", "h"), gh=match("g", "h")), [district_id]).rowcount
+    # Staged rows whose hash matches the state's are unchanged: drop them, so what is left to
+    # update is small and the planner goes through the primary key.
+    cur.execute(sql.SQL("DELETE FROM {stage} g USING {held} h WHERE g.reject_reason IS NULL AND {gh}"
+                        " AND h.row_hash = {ghash}").format(stage=STAGE, held=HELD, gh=match("g", "h"),
+                                                            ghash=digest.row_hash_expr(spec, "g")))
+    cur.execute(sql.SQL("ANALYZE {}").format(STAGE))
+    updated = 0
+    non_key = [c for c in spec.column_names if c not in spec.key]
+    if non_key:
+        updated = cur.execute(sql.SQL(
+            "UPDATE {target} s SET {assign}, synced_at = now() FROM {stage} g"
+            " WHERE g.reject_reason IS NULL AND s.district_id = %s AND {sg}"
+        ).format(target=target, stage=STAGE, sg=match("s", "g"),
+                 assign=sql.SQL(", ").join(sql.SQL("{0} = g.{0}").format(ident(c)) for c in non_key)),
+            [district_id]).rowcount
+    cols = [ident(c) for c in spec.column_names]
+    inserted = cur.execute(sql.SQL(
+        "INSERT INTO {target} (district_id, {cols}) SELECT %s, {gcols} FROM {stage} g"
+        " WHERE g.reject_reason IS NULL AND NOT EXISTS (SELECT 1 FROM {held} h WHERE {gh})"
+    ).format(target=target, cols=sql.SQL(", ").join(cols), stage=STAGE, held=HELD, gh=match("g", "h"),
+             gcols=sql.SQL(", ").join(sql.SQL("g.{}").format(c) for c in cols)), [district_id]).rowcount
+    return deleted, updated, inserted
 
 
 def sync_objects(graph: Hierarchy, names: Sequence[str], **kwargs) -> list[SyncResult]:

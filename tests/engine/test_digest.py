@@ -96,3 +96,23 @@ def test_digest_hashes_the_declared_types(graph, deployment):
         changed = at_district.changed(digest.state_digest(conn, spec, target, scope, ["d"], 4))
         assert len(changed) == 1
         conn.rollback()
+
+
+def test_first_load_without_parent_keys_streams_straight_in(graph, deployment):
+    """School has no parent keys: its first load skips staging, yet refusals are still counted
+    and refused rows never reach the state."""
+    assert not graph.spec("School").foreign_keys
+    d = deployment["districts"]["0101"]
+    with psycopg.connect(d) as conn:
+        conn.execute("UPDATE campus.school SET stateexclude = true"
+                     " WHERE schoolid = (SELECT min(schoolid) FROM campus.school)")
+        total, excluded = conn.execute("SELECT count(*), count(*) FILTER (WHERE stateexclude)"
+                                       " FROM campus.school").fetchone()
+    sync(graph, deployment, "District")
+    r = sync(graph, deployment, "School")
+    assert (r.processed, r.inserted, r.copied) == (total, total - excluded, total - excluded)
+    assert r.error_reasons == {"state_excluded_school": excluded} and r.excluded == excluded
+    assert rows(deployment["state"], "SELECT count(*), count(*) FILTER (WHERE stateexclude) FROM state.school"
+                ) == [(total - excluded, 0)]
+    again = sync(graph, deployment, "School")
+    assert (again.copied, again.unchanged, again.error_reasons) == (0, total - excluded, r.error_reasons)
