@@ -94,9 +94,8 @@ def prepare(graph: hierarchy.Hierarchy, rows: int, district_dsn: str, state_dsn:
         conn.execute("ANALYZE campus.personidentity")
     with psycopg.connect(state_dsn) as conn:
         schema.ensure_state_schema(conn, graph)
-        # Autovacuum may ANALYZE the truncated table (reltuples 0) before the full load; the engine's
-        # INSERT ... NOT EXISTS then plans a nested loop over the growing target and goes quadratic
-        # (a known engine issue). Off here, so every run measures the same plan.
+        # No autovacuum on the bench table: a background VACUUM/ANALYZE landing inside one timed
+        # phase and not another would skew the ratios.
         conn.execute("ALTER TABLE state.personidentity SET (autovacuum_enabled = off)")
         conn.execute("TRUNCATE state.personidentity CASCADE")
         for name in (COPY_TARGET, INSERT_TARGET):  # same columns, defaults, NOT NULLs and PK
