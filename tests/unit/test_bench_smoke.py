@@ -23,7 +23,7 @@ def test_bench_2000_rows(make_db, monkeypatch, request):
         monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", make_db(f"t_{conn_id}"))
     db.dsn.cache_clear()
     request.addfinalizer(db.dsn.cache_clear)  # do not leak these DSNs to later tests
-    res = json.loads(json.dumps(bench.run(2000)))  # what --json prints
+    res = json.loads(json.dumps(bench.run(2000, repeats=2)))  # what --json prints
     assert KEYS <= res.keys()
     assert res["rows"] == 2000 and res["insert_rows_rows"] == 2000 and res["copy_pipe_rows"] == 2000
     assert res["full_load_counts"]["inserted"] == 2000
@@ -32,3 +32,8 @@ def test_bench_2000_rows(make_db, monkeypatch, request):
     changed = res["one_percent_changed_counts"]
     assert (changed["updated"], changed["inserted"], changed["deleted"]) == (20, 0, 0)
     assert all(v > 0 for k, v in res.items() if k.endswith("_s"))
+    assert all(len(v) == 2 for v in res["samples"].values())
+    # the unchanged resync compared digests and copied nothing; the 1 % change copied some buckets only
+    assert unchanged["copied"] == 0 and 20 <= changed["copied"] < 2000
+    child = res["child_full_load_counts"]  # a child's first load: every row has its parent
+    assert (child["inserted"], child["errors"]) == (2000, 0) and res["child_copy_pipe_rows"] == 2000
