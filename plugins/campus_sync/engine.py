@@ -11,7 +11,8 @@ extract (district, `COPY (query) TO STDOUT`, streamed chunk by chunk: constant m
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
@@ -205,6 +206,15 @@ def sync_object(
     return _finish(result)
 
 
+@contextmanager
+def _reading(spec: ObjectSpec) -> Iterator[None]:
+    """An extract that does not fit the district's tables fails naming its file."""
+    try:
+        yield
+    except (psycopg.errors.UndefinedColumn, psycopg.errors.UndefinedTable) as exc:
+        raise SyncError(f"extract query include/sql/{spec.sql} for {spec.name!r}: {exc}".strip()) from exc
+
+
 def _compare_digests(graph: Hierarchy, spec: ObjectSpec, scope: Scope, source: psycopg.Connection,
                      cur: psycopg.Cursor, target: sql.Composable, scope_sql: sql.Composable,
                      scope_params: list) -> tuple[digest.Digest, int, tuple[int, list[int]] | None]:
@@ -215,7 +225,8 @@ def _compare_digests(graph: Hierarchy, spec: ObjectSpec, scope: Scope, source: p
     with ThreadPoolExecutor(max_workers=1) as pool:
         at_district = pool.submit(digest.district_totals, source, spec, query)
         held, state_xor = digest.state_totals(cur.connection, spec, target, scope_sql, scope_params)
-        rows, accepted, district_xor = at_district.result()
+        with _reading(spec):
+            rows, accepted, district_xor = at_district.result()
         if (accepted, district_xor) == (held, state_xor):  # nothing differs
             district = digest.Digest(1)
             district.rows = rows
@@ -224,7 +235,8 @@ def _compare_digests(graph: Hierarchy, spec: ObjectSpec, scope: Scope, source: p
         buckets = digest.bucket_count(held)
         at_district = pool.submit(digest.district_digest, source, spec, query, buckets)
         at_state = digest.state_digest(cur.connection, spec, target, scope_sql, scope_params, buckets)
-        district = at_district.result()
+        with _reading(spec):
+            district = at_district.result()
     changed = district.changed(at_state)
     # Copying most buckets through a filter costs more than copying everything.
     return district, held, ((buckets, changed) if len(changed) * 2 <= buckets else None)
@@ -241,13 +253,10 @@ def _stage(graph: Hierarchy, spec: ObjectSpec, scope: Scope, source: psycopg.Con
     query = source_query(graph, spec, scope, source, wanted)
     copy_in = sql.SQL("COPY {} ({}, reject_reason) FROM STDIN").format(
         STAGE, sql.SQL(", ").join(ident(c) for c in spec.column_names))
-    try:
-        with source.cursor().copy(sql.SQL("COPY ({}) TO STDOUT").format(sql.SQL(query))) as out, \
-                cur.copy(copy_in) as into:
-            for chunk in out:
-                into.write(chunk)
-    except psycopg.errors.UndefinedColumn as exc:
-        raise SyncError(f"extract query include/sql/{spec.sql} for {spec.name!r}: {exc}".strip()) from exc
+    with _reading(spec), source.cursor().copy(sql.SQL("COPY ({}) TO STDOUT").format(sql.SQL(query))) as out, \
+            cur.copy(copy_in) as into:
+        for chunk in out:
+            into.write(chunk)
     if analyze:
         cur.execute(sql.SQL("ANALYZE {}").format(STAGE))
 
@@ -258,9 +267,10 @@ def _load_direct(graph: Hierarchy, spec: ObjectSpec, scope: Scope, source: psyco
     into the state table (no staging, no second write). The refused ones are counted by reason
     at the district, in the same snapshot, without leaving it."""
     extract = sql.SQL(source_query(graph, spec, scope, source))
-    reasons = dict(source.execute(sql.SQL(
-        "SELECT d.reject_reason, count(*) FROM ({}) AS d WHERE d.reject_reason IS NOT NULL GROUP BY 1"
-    ).format(extract)).fetchall())
+    with _reading(spec):
+        reasons = dict(source.execute(sql.SQL(
+            "SELECT d.reject_reason, count(*) FROM ({}) AS d WHERE d.reject_reason IS NOT NULL GROUP BY 1"
+        ).format(extract)).fetchall())
     cols = sql.SQL(", ").join(ident(c) for c in spec.column_names)
     rows = sql.SQL("COPY (SELECT {}, {} FROM ({}) AS d WHERE d.reject_reason IS NULL) TO STDOUT").format(
         sql.Literal(district_id), sql.SQL(", ").join(sql.SQL("d.{}").format(ident(c)) for c in spec.column_names),

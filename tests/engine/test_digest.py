@@ -116,3 +116,18 @@ def test_first_load_without_parent_keys_streams_straight_in(graph, deployment):
                 ) == [(total - excluded, 0)]
     again = sync(graph, deployment, "School")
     assert (again.copied, again.unchanged, again.error_reasons) == (0, total - excluded, r.error_reasons)
+
+
+@pytest.mark.parametrize("first_load", [True, False])
+def test_broken_extract_names_its_file(graph, deployment, first_load):
+    """Whether the district is first read by the digest (resync) or by the copy (first load)."""
+    from campus_sync import engine
+
+    if not first_load:
+        sync_all(graph, deployment)
+    before = snapshot(deployment["state"], "school")
+    with psycopg.connect(deployment["districts"]["0101"]) as conn:
+        conn.execute("ALTER TABLE campus.school DROP COLUMN name")
+    with pytest.raises(engine.SyncError, match=r"include/sql/extract/school\.sql for 'School'.*name"):
+        sync(graph, deployment, "School")
+    assert snapshot(deployment["state"], "school") == before
