@@ -1,10 +1,15 @@
 """The sync engine: one object, one district, one transaction. Plain Python + psycopg.
 
-extract (district, `COPY (query) TO STDOUT`, streamed chunk by chunk: constant memory)
-→ staging (`COPY ... FROM STDIN` into a temp table in the state transaction)
+compare (a resync: whole-scope digests of both sides in parallel, then per-bucket digests if
+   they differ; see digest.py) → nothing differs: done, nothing copied or written
+→ extract (district, `COPY (query) TO STDOUT`, streamed chunk by chunk: constant memory; every
+   row, or only the buckets that differ)
+→ staging (`COPY ... FROM STDIN` into a temp table in the state transaction; a first load of an
+   object without parent keys goes straight into the state table instead)
 → refuse (the extract's `reject_reason`, then parents missing at the state), counted per reason
 → merge (delete rows the district no longer has, update rows that differ, insert new ones;
-   scoped to the district, the school year and, for a selective sync, the given keys)
+   scoped to the district, the school year, the differing buckets and, for a selective sync,
+   the given keys)
 → commit, and return the counts. Any error rolls the whole object back.
 """
 
