@@ -102,8 +102,8 @@ def prepare(graph: hierarchy.Hierarchy, rows: int, district_dsn: str, state_dsn:
         conn.execute("ANALYZE campus.personidentity, campus.vaccineshot")
     with psycopg.connect(state_dsn) as conn:
         schema.ensure_state_schema(conn, graph)
-        # No autovacuum on the bench table: a background VACUUM/ANALYZE landing inside one timed
-        # phase and not another would skew the ratios.
+        # No autovacuum on the bench tables (state and baselines): a background VACUUM/ANALYZE
+        # landing inside one timed phase and not another would skew the ratios.
         for name in ("personidentity", "vaccineshot"):
             conn.execute(sql.SQL("ALTER TABLE {} SET (autovacuum_enabled = off)").format(
                 sql.Identifier("state", name)))
@@ -112,7 +112,7 @@ def prepare(graph: hierarchy.Hierarchy, rows: int, district_dsn: str, state_dsn:
         for name, like in ((COPY_TARGET, "personidentity"), (INSERT_TARGET, "personidentity"),
                            (CHILD_COPY_TARGET, "vaccineshot")):
             conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
-            conn.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING ALL)")
+            conn.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING ALL) WITH (autovacuum_enabled = off)")
                          .format(sql.Identifier(name), sql.Identifier("state", like)))
 
 
