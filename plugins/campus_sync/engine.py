@@ -202,11 +202,13 @@ def sync_object(
             bucket_scope = sql.SQL("{} AND {} = ANY(%s)").format(scope_sql, digest.bucket_expr(spec, "s", wanted[0]))
             result.deleted, result.updated, result.inserted = _merge_buckets(
                 cur, spec, target, bucket_scope, [*scope_params, wanted[1]])
+        elif fresh:
+            result.inserted = _insert(cur, spec, target, district_id)
         else:
-            if not fresh:
-                result.deleted, result.updated = _delete_and_update(cur, spec, target, scope_sql, scope_params)
-            result.inserted = _insert(cur, spec, target, district_id, fresh)
-        result.unchanged = result.processed - result.errors - result.inserted - result.updated
+            result.deleted, result.updated = _delete_and_update(cur, spec, target, scope_sql, scope_params)
+            result.inserted = _insert(cur, spec, target, district_id, sql.SQL(
+                "NOT EXISTS (SELECT 1 FROM {} s WHERE s.district_id = %s AND {})").format(target, _key_match(spec)),
+                [district_id])
         state.commit()
     return _finish(result)
 
@@ -271,11 +273,10 @@ def _load_direct(graph: Hierarchy, spec: ObjectSpec, scope: Scope, source: psyco
     """A district's first load of an object with no parent keys: COPY the accepted rows straight
     into the state table (no staging, no second write). The refused ones are counted by reason
     at the district, in the same snapshot, without leaving it."""
-    extract = sql.SQL(source_query(graph, spec, scope, source))
+    query = source_query(graph, spec, scope, source)
     with _reading(spec):
-        reasons = dict(source.execute(sql.SQL(
-            "SELECT d.reject_reason, count(*) FROM ({}) AS d WHERE d.reject_reason IS NOT NULL GROUP BY 1"
-        ).format(extract)).fetchall())
+        reasons = digest.district_reasons(source, query)
+    extract = sql.SQL(query)
     cols = sql.SQL(", ").join(ident(c) for c in spec.column_names)
     rows = sql.SQL("COPY (SELECT {}, {} FROM ({}) AS d WHERE d.reject_reason IS NULL) TO STDOUT").format(
         sql.Literal(district_id), sql.SQL(", ").join(sql.SQL("d.{}").format(ident(c)) for c in spec.column_names),
@@ -304,33 +305,34 @@ def _count(result: SyncResult, processed: int, reasons: dict[str, int]) -> None:
     result.error_reasons = dict(sorted(reasons.items()))
     result.errors = sum(reasons.values())
     result.excluded = sum(n for r, n in reasons.items() if r.startswith(EXCLUSION_PREFIX))
-    result.unchanged = processed - result.errors
 
 
 def _finish(result: SyncResult) -> SyncResult:
+    result.unchanged = result.processed - result.errors - result.inserted - result.updated
     result.finished_at = dt.datetime.now(dt.timezone.utc).isoformat()
     result.status = status_colour(result.processed, result.errors)
     return result
 
 
-def _key_match(spec: ObjectSpec) -> sql.Composable:
-    return sql.SQL(" AND ").join(sql.SQL("s.{0} = g.{0}").format(ident(k)) for k in spec.key)
+def _key_match(spec: ObjectSpec, a: str = "s", b: str = "g") -> sql.Composable:
+    """`a.key = b.key` for every key column."""
+    return sql.SQL(" AND ").join(sql.SQL("{}.{k} = {}.{k}").format(sql.Identifier(a), sql.Identifier(b), k=ident(k))
+                                 for k in spec.key)
 
 
-def _insert(cur: psycopg.Cursor, spec: ObjectSpec, target: sql.Composable, district_id: str, fresh: bool) -> int:
-    """Insert accepted staged rows the state lacks (all of them on a district's first load)."""
+def _insert(cur: psycopg.Cursor, spec: ObjectSpec, target: sql.Composable, district_id: str,
+            lacking: sql.Composable | None = None, lacking_params: Sequence = ()) -> int:
+    """Insert the accepted staged rows (alias `g`) that meet `lacking`, the test that the state
+    does not hold them yet; all of them when None (a district's first load)."""
     cols = [ident(c) for c in spec.column_names]
     insert = sql.SQL(
         "INSERT INTO {target} (district_id, {cols}) SELECT %s, {gcols} FROM {stage} g"
         " WHERE g.reject_reason IS NULL"
     ).format(target=target, cols=sql.SQL(", ").join(cols), stage=STAGE,
              gcols=sql.SQL(", ").join(sql.SQL("g.{}").format(c) for c in cols))
-    params = [district_id]
-    if not fresh:
-        insert += sql.SQL(" AND NOT EXISTS (SELECT 1 FROM {target} s WHERE s.district_id = %s AND {match})"
-                          ).format(target=target, match=_key_match(spec))
-        params.append(district_id)
-    return cur.execute(insert, params).rowcount
+    if lacking is not None:
+        insert += sql.SQL(" AND {}").format(lacking)
+    return cur.execute(insert, [district_id, *lacking_params]).rowcount
 
 
 def _delete_and_update(cur: psycopg.Cursor, spec: ObjectSpec, target: sql.Composable,
@@ -366,25 +368,20 @@ def _merge_buckets(cur: psycopg.Cursor, spec: ObjectSpec, target: sql.Composable
     content hash differs, the same 64-bit test the digests rely on. Call after counting the
     stage: unchanged rows are removed from it."""
     district_id = scope_params[0]
-    keys = [ident(k) for k in spec.key]
-
-    def match(a: str, b: str) -> sql.Composable:
-        return sql.SQL(" AND ").join(sql.SQL("{0}.{2} = {1}.{2}").format(sql.Identifier(a), sql.Identifier(b), k)
-                                     for k in keys)
-
     cur.execute(sql.SQL("CREATE TEMP TABLE {held} ON COMMIT DROP AS SELECT {keys}, {hash} AS row_hash"
                         " FROM {target} s WHERE {scope}").format(
-        held=HELD, keys=sql.SQL(", ").join(sql.SQL("s.{}").format(k) for k in keys),
+        held=HELD, keys=sql.SQL(", ").join(sql.SQL("s.{}").format(ident(k)) for k in spec.key),
         hash=digest.row_hash_expr(spec, "s"), target=target, scope=scope_sql), scope_params)
     cur.execute(sql.SQL("ANALYZE {}").format(HELD))
     deleted = cur.execute(sql.SQL(
         "DELETE FROM {target} s USING {held} h WHERE s.district_id = %s AND {sh} AND NOT EXISTS"
         " (SELECT 1 FROM {stage} g WHERE g.reject_reason IS NULL AND {gh})"
-    ).format(target=target, held=HELD, stage=STAGE, sh=match("s", "h"), gh=match("g", "h")), [district_id]).rowcount
+    ).format(target=target, held=HELD, stage=STAGE, sh=_key_match(spec, "s", "h"),
+             gh=_key_match(spec, "g", "h")), [district_id]).rowcount
     # Staged rows whose hash matches the state's are unchanged: drop them, so what is left to
     # update is small and the planner goes through the primary key.
     cur.execute(sql.SQL("DELETE FROM {stage} g USING {held} h WHERE g.reject_reason IS NULL AND {gh}"
-                        " AND h.row_hash = {ghash}").format(stage=STAGE, held=HELD, gh=match("g", "h"),
+                        " AND h.row_hash = {ghash}").format(stage=STAGE, held=HELD, gh=_key_match(spec, "g", "h"),
                                                             ghash=digest.row_hash_expr(spec, "g")))
     cur.execute(sql.SQL("ANALYZE {}").format(STAGE))
     updated = 0
@@ -393,15 +390,11 @@ def _merge_buckets(cur: psycopg.Cursor, spec: ObjectSpec, target: sql.Composable
         updated = cur.execute(sql.SQL(
             "UPDATE {target} s SET {assign}, synced_at = now() FROM {stage} g"
             " WHERE g.reject_reason IS NULL AND s.district_id = %s AND {sg}"
-        ).format(target=target, stage=STAGE, sg=match("s", "g"),
+        ).format(target=target, stage=STAGE, sg=_key_match(spec, "s", "g"),
                  assign=sql.SQL(", ").join(sql.SQL("{0} = g.{0}").format(ident(c)) for c in non_key)),
             [district_id]).rowcount
-    cols = [ident(c) for c in spec.column_names]
-    inserted = cur.execute(sql.SQL(
-        "INSERT INTO {target} (district_id, {cols}) SELECT %s, {gcols} FROM {stage} g"
-        " WHERE g.reject_reason IS NULL AND NOT EXISTS (SELECT 1 FROM {held} h WHERE {gh})"
-    ).format(target=target, cols=sql.SQL(", ").join(cols), stage=STAGE, held=HELD, gh=match("g", "h"),
-             gcols=sql.SQL(", ").join(sql.SQL("g.{}").format(c) for c in cols)), [district_id]).rowcount
+    inserted = _insert(cur, spec, target, district_id, sql.SQL("NOT EXISTS (SELECT 1 FROM {} h WHERE {})")
+                       .format(HELD, _key_match(spec, "g", "h")))
     return deleted, updated, inserted
 
 
