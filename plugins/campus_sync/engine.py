@@ -19,6 +19,7 @@ import datetime as dt
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
+import hashlib
 from dataclasses import asdict, dataclass, field
 
 import psycopg
@@ -33,6 +34,11 @@ EXCLUSION_PREFIX = "state_excluded_"
 PARENT_MISSING = "parent_missing:"
 STAGE = sql.Identifier("campus_stage")
 HELD = sql.Identifier("campus_held")
+KEPT = sql.Identifier("campus_kept")
+
+
+CONFIRM_HINT = ("if this is intended, run again with the DAG param confirm_deletes=true "
+                "(CLI: campus-sync dag run ... --confirm-deletes)")
 
 
 class SyncError(RuntimeError):
@@ -40,7 +46,21 @@ class SyncError(RuntimeError):
 
 
 class EmptySourceError(SyncError):
-    """The district returned no rows while the state holds some: refusing to wipe the state."""
+    """The district has no accepted rows while the state holds some: refusing to wipe the state."""
+
+
+class MassDeleteError(SyncError):
+    """The resync would delete more than the configured share of the district's state rows."""
+
+
+@dataclass(frozen=True)
+class DeleteGuard:
+    """Refuse a resync that deletes more than `max_share` of an object's state rows in scope for
+    one district (and at least `min_rows` rows), unless `confirmed`."""
+
+    max_share: float = 0.5
+    min_rows: int = 10
+    confirmed: bool = False
 
 
 @dataclass(frozen=True)
@@ -138,10 +158,14 @@ def sync_object(
     source_dsn: str,
     state_dsn: str,
     scope: Scope,
-    allow_empty: bool = False,
+    guard: DeleteGuard | None = None,
 ) -> SyncResult:
-    """Sync one object for one district in one state transaction; return its counts."""
+    """Sync one object for one district in one state transaction; return its counts.
+
+    `guard` (default: 50 %, 10 rows, unconfirmed) refuses mass deletes and an empty source;
+    selective syncs (a key scope) are not guarded: deleting the chosen records is their point."""
     spec = graph.spec(name)
+    guard = guard or DeleteGuard()
     if scope.key_column and scope.key_column not in spec.column_names:
         raise SyncError(f"object {name!r} has no column {scope.key_column!r} to select keys by")
     result = SyncResult(object=name, district_id=district_id,
@@ -150,67 +174,134 @@ def sync_object(
     scope_sql, scope_params = scope_filter(spec, scope, "s")
     scope_params = [district_id, *scope_params]
 
-    with psycopg.connect(state_dsn) as state, psycopg.connect(source_dsn) as source:
-        # One snapshot of the district for the digest and the copy that follows it.
-        source.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        source.read_only = True
-        cur = state.cursor()
-        # A killed task must not leave its statement running on the server holding locks.
-        cur.execute("SET LOCAL client_connection_check_interval = '5s'")
-        # Two resyncs of the same district and object never interleave.
-        cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"campus_sync:{district_id}:{name}",))
-        # A district's first load into the table is a plain insert: merging against an empty,
-        # analysed table makes the planner re-scan the growing target once per row.
-        fresh = not cur.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {} s WHERE s.district_id = %s)")
-                                .format(target), [district_id]).fetchone()[0]
+    with _sides(name, district_id) as conns:
+        conns["state"] = None
+        conns["state"] = state = psycopg.connect(state_dsn)
+        conns["district"] = None
+        conns["district"] = source = psycopg.connect(source_dsn)
+        with state, source:
+            # One snapshot of the district for the digest and the copy that follows it.
+            source.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            source.read_only = True
+            cur = state.cursor()
+            # A killed task must not leave its statement running on the server holding locks.
+            cur.execute("SET LOCAL client_connection_check_interval = '5s'")
+            lock_related(cur, graph, name, district_id)
+            # A district's first load into the table is a plain insert: merging against an empty,
+            # analysed table makes the planner re-scan the growing target once per row.
+            fresh = not cur.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {} s WHERE s.district_id = %s)")
+                                    .format(target), [district_id]).fetchone()[0]
 
-        # A resync (not a first load, not a selective one) first compares bucket digests.
-        known: digest.Digest | None = None
-        wanted: tuple[int, list[int]] | None = None
-        if not fresh and not scope.key_column:
-            known, held, wanted = _compare_digests(graph, spec, scope, source, cur, target,
-                                                   scope_sql, scope_params)
-            if known.rows == 0 and held and not allow_empty:
-                raise EmptySourceError(
-                    f"district {district_id} returned no {name} rows but the state holds {held}; "
-                    "refusing to delete them (resync with allow_empty to confirm)"
-                )
-            if wanted is not None and not wanted[1]:  # nothing differs: nothing to copy or write
-                _count(result, known.rows, known.reasons)
-                state.commit()
-                return _finish(result)
+            # A resync (not a first load, not a selective one) first compares digests.
+            known: digest.Digest | None = None
+            wanted: tuple[int, list[int]] | None = None
+            held = 0
+            if not fresh and not scope.key_column:
+                known, held, wanted, scope_sql = _compare_digests(
+                    graph, spec, scope, source, cur, target, scope_sql, scope_params, guard)
+                if wanted is not None and not wanted[1]:  # nothing differs: nothing to copy or write
+                    source.rollback()
+                    _count(result, known.rows, known.reasons)
+                    state.commit()
+                    return _finish(result)
 
-        if fresh and not spec.foreign_keys and not scope.key_column:
-            # Nothing to check at the state and nothing to merge: stream straight into the table.
-            accepted, reasons = _load_direct(graph, spec, scope, source, cur, target, district_id)
-            _count(result, accepted + sum(reasons.values()), reasons)
-            result.copied = result.inserted = accepted
+            if fresh and not spec.foreign_keys and not scope.key_column:
+                # Nothing to check at the state and nothing to merge: stream straight into the table.
+                loaded = _load_direct(graph, spec, scope, source, cur, target, district_id)
+                if loaded is not None:
+                    source.rollback()
+                    accepted, reasons = loaded
+                    _count(result, accepted + sum(reasons.values()), reasons)
+                    result.copied = result.inserted = accepted
+                    state.commit()
+                    return _finish(result)
+                # duplicate or NULL keys: stage, refuse them, insert the rest
+
+            _stage(graph, spec, scope, source, cur, wanted, analyze=not fresh)
+            source.rollback()  # the copy is done: release the district's snapshot now
+            _refuse_bad_keys(spec, cur)
+            _check_parents(graph, spec, cur, district_id)
+            staged = dict(cur.execute(sql.SQL("SELECT reject_reason, count(*) FROM {} GROUP BY 1").format(STAGE)))
+            result.copied = rows = staged.pop(None, 0) + sum(staged.values())
+            if known is not None:  # the digest counted the extract's refusals over every bucket
+                added = {r: n for r, n in staged.items() if r in STATE_REASONS or r.startswith(PARENT_MISSING)}
+                reasons = dict(known.reasons)
+                for r, n in added.items():
+                    reasons[r] = reasons.get(r, 0) + n
+                _count(result, known.rows, reasons)
+            else:
+                _count(result, rows, staged)
+
+            if wanted is not None:  # rows outside the copied buckets are known to be equal
+                bucket_scope = sql.SQL("{} AND {} = ANY(%s)").format(scope_sql, digest.bucket_expr(spec, "s", wanted[0]))
+                result.deleted, result.updated, result.inserted = _merge_buckets(
+                    cur, spec, target, bucket_scope, [*scope_params, wanted[1]])
+            elif fresh:
+                result.inserted = _insert(cur, spec, target, district_id)
+            else:
+                result.deleted, result.updated = _delete_and_update(cur, spec, target, scope_sql, scope_params)
+                result.inserted = _insert(cur, spec, target, district_id, sql.SQL(
+                    "NOT EXISTS (SELECT 1 FROM {} s WHERE s.district_id = %s AND {})").format(target, _key_match(spec)),
+                    [district_id])
+            if not scope.key_column:
+                _guard_deletes(guard, spec, district_id, result.deleted, held)
             state.commit()
-            return _finish(result)
-
-        _stage(graph, spec, scope, source, cur, wanted, analyze=not fresh)
-        _check_parents(graph, spec, cur, district_id)
-        staged = dict(cur.execute(sql.SQL("SELECT reject_reason, count(*) FROM {} GROUP BY 1").format(STAGE)))
-        result.copied = rows = staged.pop(None, 0) + sum(staged.values())
-        if known is not None:  # the digest counted the extract's refusals over every bucket
-            _count(result, known.rows, known.reasons | {r: n for r, n in staged.items()
-                                                        if r.startswith(PARENT_MISSING)})
-        else:
-            _count(result, rows, staged)
-
-        if wanted is not None:  # rows outside the copied buckets are known to be equal
-            bucket_scope = sql.SQL("{} AND {} = ANY(%s)").format(scope_sql, digest.bucket_expr(spec, "s", wanted[0]))
-            result.deleted, result.updated, result.inserted = _merge_buckets(
-                cur, spec, target, bucket_scope, [*scope_params, wanted[1]])
-        elif fresh:
-            result.inserted = _insert(cur, spec, target, district_id)
-        else:
-            result.deleted, result.updated = _delete_and_update(cur, spec, target, scope_sql, scope_params)
-            result.inserted = _insert(cur, spec, target, district_id, sql.SQL(
-                "NOT EXISTS (SELECT 1 FROM {} s WHERE s.district_id = %s AND {})").format(target, _key_match(spec)),
-                [district_id])
-        state.commit()
     return _finish(result)
+
+
+STATE_REASONS = ("null_key", "duplicate_key")  # refusals decided at the state, on the staged rows
+
+
+def lock_keys(graph: Hierarchy, name: str, district_id: str) -> list[tuple[int, bool]]:
+    """The advisory locks a sync of `name` takes: exclusive on the object, shared on each of its
+    ancestors, all for this district, as (lock id, exclusive) sorted by lock id.
+
+    Two syncs of related objects (one an ancestor of the other) conflict and run one after the
+    other; siblings share their ancestors' locks and run side by side. Taking every lock up front
+    in one global order means no two syncs ever wait on each other in a cycle: the foreign-key
+    checks and cascades that used to deadlock (Enrollment's FK check against PersonIdentity's
+    delete) only ever meet between related objects, which no longer overlap."""
+    def key(obj: str) -> int:
+        h = hashlib.blake2b(f"campus_sync:{district_id}:{obj}".encode(), digest_size=8).digest()
+        return int.from_bytes(h, "big", signed=True)
+    wanted: dict[int, bool] = {}
+    for obj in graph.ancestors(name):
+        wanted.setdefault(key(obj), False)
+    wanted[key(name)] = True
+    return sorted(wanted.items())
+
+
+def lock_related(cur: psycopg.Cursor, graph: Hierarchy, name: str, district_id: str) -> None:
+    for lock_id, exclusive in lock_keys(graph, name, district_id):
+        fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+        cur.execute(sql.SQL("SELECT {}(%s)").format(sql.Identifier(fn)), (lock_id,))
+
+
+@contextmanager
+def _sides(name: str, district_id: str) -> Iterator[dict[str, psycopg.Connection | None]]:
+    """Errors name the side (state or district), the district and the object: a connection lost
+    mid-COPY says which database went away. The caller registers each connection under its
+    side before opening the next, so a failed connect names its side too."""
+    conns: dict[str, psycopg.Connection | None] = {}
+    try:
+        yield conns
+    except SyncError:
+        raise
+    except psycopg.OperationalError as exc:
+        broken = [k for k, c in conns.items() if c is None or c.broken]
+        which = " and ".join(broken) if broken else "state or district"
+        raise SyncError(f"{which} database: syncing {name} for district {district_id}: "
+                        f"{str(exc).strip()}") from exc
+
+
+def _guard_deletes(guard: DeleteGuard, spec: ObjectSpec, district_id: str, deleted: int, held: int) -> None:
+    """Raise (the caller's transaction rolls back: nothing is written) on a mass delete."""
+    if guard.confirmed or deleted < max(guard.min_rows, 1) or deleted <= guard.max_share * held:
+        return
+    raise MassDeleteError(
+        f"refused: resync of {spec.name} for district {district_id} would delete {deleted} of the "
+        f"{held} rows the state holds ({deleted * 100 // max(held, 1)} % > {guard.max_share:.0%}); "
+        f"nothing was written; {CONFIRM_HINT}")
 
 
 @contextmanager
@@ -224,29 +315,60 @@ def _reading(spec: ObjectSpec) -> Iterator[None]:
 
 def _compare_digests(graph: Hierarchy, spec: ObjectSpec, scope: Scope, source: psycopg.Connection,
                      cur: psycopg.Cursor, target: sql.Composable, scope_sql: sql.Composable,
-                     scope_params: list) -> tuple[digest.Digest, int, tuple[int, list[int]] | None]:
+                     scope_params: list, guard: DeleteGuard
+                     ) -> tuple[digest.Digest, int, tuple[int, list[int]] | None, sql.Composable]:
     """Compare both sides, each query running at the district while its twin runs at the state.
+
     Returns the district's digest (its row and refusal counts), the rows the state holds in
-    scope, and (bucket count, buckets to copy), or None to copy everything."""
+    scope, (bucket count, buckets to copy) or None to copy everything, and the state scope to
+    merge in: refused rows the state keeps are taken out of it by key (temp table
+    `campus_kept`), so they neither make a bucket differ nor get deleted."""
     query = source_query(graph, spec, scope, source)
     with ThreadPoolExecutor(max_workers=1) as pool:
         at_district = pool.submit(digest.district_totals, source, spec, query)
         held, state_xor = digest.state_totals(cur.connection, spec, target, scope_sql, scope_params)
         with _reading(spec):
-            rows, accepted, district_xor = at_district.result()
-        if (accepted, district_xor) == (held, state_xor):  # nothing differs
+            rows, accepted, district_xor, kept = at_district.result()
+        comparable = held
+        if kept and held:
+            scope_sql = _exclude_kept(graph, spec, scope, source, cur, scope_sql)
+            comparable, state_xor = digest.state_totals(cur.connection, spec, target, scope_sql, scope_params)
+        if accepted == 0 and comparable and not guard.confirmed:
+            raise EmptySourceError(
+                f"refused: district {scope_params[0]} has no accepted {spec.name} rows ({rows} in scope, "
+                f"all refused or none) but the state holds {comparable}; nothing was written; {CONFIRM_HINT}")
+        if (accepted, district_xor) == (comparable, state_xor):  # nothing differs
             district = digest.Digest(1)
             district.rows = rows
             district.reasons = digest.district_reasons(source, query) if rows > accepted else {}
-            return district, held, (1, [])
-        buckets = digest.bucket_count(held)
+            return district, held, (1, []), scope_sql
+        buckets = digest.bucket_count(comparable)
         at_district = pool.submit(digest.district_digest, source, spec, query, buckets)
         at_state = digest.state_digest(cur.connection, spec, target, scope_sql, scope_params, buckets)
         with _reading(spec):
             district = at_district.result()
     changed = district.changed(at_state)
     # Copying most buckets through a filter costs more than copying everything.
-    return district, held, ((buckets, changed) if len(changed) * 2 <= buckets else None)
+    return district, held, ((buckets, changed) if len(changed) * 2 <= buckets else None), scope_sql
+
+
+def _exclude_kept(graph: Hierarchy, spec: ObjectSpec, scope: Scope, source: psycopg.Connection,
+                  cur: psycopg.Cursor, scope_sql: sql.Composable) -> sql.Composable:
+    """Copy the keys of the district's refused-but-kept rows into `campus_kept` and return the
+    state scope without them."""
+    types = dict(spec.columns)
+    cur.execute(sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DROP").format(KEPT, sql.SQL(", ").join(
+        sql.SQL("{} {}").format(ident(k), sql.SQL(COLUMN_TYPES[types[k]])) for k in spec.key)))
+    keys = sql.SQL(", ").join(sql.SQL("d.{}").format(ident(k)) for k in spec.key)
+    query = sql.SQL("COPY (SELECT DISTINCT {} FROM ({}) AS d WHERE {}) TO STDOUT").format(
+        keys, sql.SQL(source_query(graph, spec, scope, source)), digest.kept_expr(spec, "d"))
+    with _reading(spec), source.cursor().copy(query) as out, \
+            cur.copy(sql.SQL("COPY {} FROM STDIN").format(KEPT)) as into:
+        for chunk in out:
+            into.write(chunk)
+    cur.execute(sql.SQL("ANALYZE {}").format(KEPT))
+    return sql.SQL("{} AND NOT EXISTS (SELECT 1 FROM {} k WHERE {})").format(
+        scope_sql, KEPT, _key_match(spec, "s", "k"))
 
 
 def _stage(graph: Hierarchy, spec: ObjectSpec, scope: Scope, source: psycopg.Connection,
@@ -269,10 +391,12 @@ def _stage(graph: Hierarchy, spec: ObjectSpec, scope: Scope, source: psycopg.Con
 
 
 def _load_direct(graph: Hierarchy, spec: ObjectSpec, scope: Scope, source: psycopg.Connection,
-                 cur: psycopg.Cursor, target: sql.Composable, district_id: str) -> tuple[int, dict[str, int]]:
+                 cur: psycopg.Cursor, target: sql.Composable, district_id: str
+                 ) -> tuple[int, dict[str, int]] | None:
     """A district's first load of an object with no parent keys: COPY the accepted rows straight
     into the state table (no staging, no second write). The refused ones are counted by reason
-    at the district, in the same snapshot, without leaving it."""
+    at the district, in the same snapshot, without leaving it. None when a key is duplicated or
+    NULL: the caller stages instead, which refuses those rows."""
     query = source_query(graph, spec, scope, source)
     with _reading(spec):
         reasons = digest.district_reasons(source, query)
@@ -282,10 +406,29 @@ def _load_direct(graph: Hierarchy, spec: ObjectSpec, scope: Scope, source: psyco
         sql.Literal(district_id), sql.SQL(", ").join(sql.SQL("d.{}").format(ident(c)) for c in spec.column_names),
         extract)
     copy_in = sql.SQL("COPY {} (district_id, {}) FROM STDIN").format(target, cols)
-    with source.cursor().copy(rows) as out, cur.copy(copy_in) as into:
-        for chunk in out:
-            into.write(chunk)
-    return cur.rowcount, reasons
+    try:
+        with cur.connection.transaction():  # a savepoint: undo just this COPY on a bad key
+            with source.cursor().copy(rows) as out, cur.copy(copy_in) as into:
+                for chunk in out:
+                    into.write(chunk)
+            loaded = cur.rowcount
+    except (psycopg.errors.UniqueViolation, psycopg.errors.NotNullViolation):
+        return None
+    return loaded, reasons
+
+
+def _refuse_bad_keys(spec: ObjectSpec, cur: psycopg.Cursor) -> None:
+    """Refuse staged rows with a NULL key (`null_key`) and every accepted row of a key the
+    district has more than once (`duplicate_key`): loading one of them would flip the state
+    between versions on every resync."""
+    null = sql.SQL(" OR ").join(sql.SQL("g.{} IS NULL").format(ident(k)) for k in spec.key)
+    cur.execute(sql.SQL("UPDATE {} g SET reject_reason = 'null_key' WHERE g.reject_reason IS NULL AND ({})")
+                .format(STAGE, null))
+    keys = sql.SQL(", ").join(ident(k) for k in spec.key)
+    cur.execute(sql.SQL(
+        "UPDATE {stage} g SET reject_reason = 'duplicate_key' WHERE g.reject_reason IS NULL"
+        " AND ({keys}) IN (SELECT {keys} FROM {stage} GROUP BY {keys} HAVING count(*) > 1)"
+    ).format(stage=STAGE, keys=keys))
 
 
 def _check_parents(graph: Hierarchy, spec: ObjectSpec, cur: psycopg.Cursor, district_id: str) -> None:
@@ -335,64 +478,59 @@ def _insert(cur: psycopg.Cursor, spec: ObjectSpec, target: sql.Composable, distr
     return cur.execute(insert, [district_id, *lacking_params]).rowcount
 
 
+def _gone(spec: ObjectSpec, alias: str) -> sql.Composable:
+    """A state row (alias `alias`) the district no longer has: no staged row with its key is
+    accepted or refused-but-kept (a row the district still has is never deleted because a rule
+    now refuses it, unless the object lists that reason in `delete_refused`)."""
+    return sql.SQL("NOT EXISTS (SELECT 1 FROM {stage} g WHERE (g.reject_reason IS NULL OR {kept}) AND {match})").format(
+        stage=STAGE, kept=digest.kept_expr(spec, "g"), match=_key_match(spec, alias, "g"))
+
+
+def _update(cur: psycopg.Cursor, spec: ObjectSpec, target: sql.Composable, district_id: str) -> int:
+    """Update state rows whose accepted staged row differs, by the exact canonical test."""
+    non_key = [c for c in spec.column_names if c not in spec.key]
+    if not non_key:
+        return 0
+    return cur.execute(sql.SQL(
+        "UPDATE {target} s SET {assign}, synced_at = now() FROM {stage} g"
+        " WHERE g.reject_reason IS NULL AND s.district_id = %s AND {match} AND {differ}"
+    ).format(
+        target=target, stage=STAGE, match=_key_match(spec), differ=digest.rows_differ(spec, "s", "g"),
+        assign=sql.SQL(", ").join(sql.SQL("{0} = g.{0}").format(ident(c)) for c in non_key),
+    ), [district_id]).rowcount
+
+
 def _delete_and_update(cur: psycopg.Cursor, spec: ObjectSpec, target: sql.Composable,
                        scope_sql: sql.Composable, scope_params: list) -> tuple[int, int]:
     """Delete state rows the district no longer has (in scope); update rows that differ."""
-    district_id = scope_params[0]
-    key_match = _key_match(spec)
-    deleted = cur.execute(sql.SQL(
-        "DELETE FROM {target} s WHERE {scope} AND NOT EXISTS"
-        " (SELECT 1 FROM {stage} g WHERE g.reject_reason IS NULL AND {match})"
-    ).format(target=target, scope=scope_sql, stage=STAGE, match=key_match), scope_params).rowcount
-    non_key = [c for c in spec.column_names if c not in spec.key]
-    if not non_key:
-        return deleted, 0
-    updated = cur.execute(sql.SQL(
-        "UPDATE {target} s SET {assign}, synced_at = now() FROM {stage} g"
-        " WHERE g.reject_reason IS NULL AND s.district_id = %s AND {match}"
-        " AND ({scols}) IS DISTINCT FROM ({gcols})"
-    ).format(
-        target=target, stage=STAGE, match=key_match,
-        assign=sql.SQL(", ").join(sql.SQL("{0} = g.{0}").format(ident(c)) for c in non_key),
-        scols=sql.SQL(", ").join(sql.SQL("s.{}").format(ident(c)) for c in non_key),
-        gcols=sql.SQL(", ").join(sql.SQL("g.{}").format(ident(c)) for c in non_key),
-    ), [district_id]).rowcount
-    return deleted, updated
+    deleted = cur.execute(sql.SQL("DELETE FROM {target} s WHERE {scope} AND {gone}").format(
+        target=target, scope=scope_sql, gone=_gone(spec, "s")), scope_params).rowcount
+    return deleted, _update(cur, spec, target, scope_params[0])
 
 
 def _merge_buckets(cur: psycopg.Cursor, spec: ObjectSpec, target: sql.Composable,
                    scope_sql: sql.Composable, scope_params: list) -> tuple[int, int, int]:
-    """Merge the copied buckets only. The state's keys and row hashes in those buckets are read
-    once into a temp table; delete, update and insert then work through small joins and the
-    primary key instead of each passing over the whole state table. A row is updated when its
-    content hash differs, the same 64-bit test the digests rely on. Call after counting the
-    stage: unchanged rows are removed from it."""
+    """Merge the copied buckets only. The state's keys in those buckets are read once into a
+    temp table; delete, update and insert then work through small joins and the primary key
+    instead of each passing over the whole state table. Staged rows equal to the state's (the
+    exact canonical test) are dropped first, so the update touches only real changes."""
     district_id = scope_params[0]
-    cur.execute(sql.SQL("CREATE TEMP TABLE {held} ON COMMIT DROP AS SELECT {keys}, {hash} AS row_hash"
+    cur.execute(sql.SQL("CREATE TEMP TABLE {held} ON COMMIT DROP AS SELECT {keys}"
                         " FROM {target} s WHERE {scope}").format(
         held=HELD, keys=sql.SQL(", ").join(sql.SQL("s.{}").format(ident(k)) for k in spec.key),
-        hash=digest.row_hash_expr(spec, "s"), target=target, scope=scope_sql), scope_params)
+        target=target, scope=scope_sql), scope_params)
     cur.execute(sql.SQL("ANALYZE {}").format(HELD))
     deleted = cur.execute(sql.SQL(
-        "DELETE FROM {target} s USING {held} h WHERE s.district_id = %s AND {sh} AND NOT EXISTS"
-        " (SELECT 1 FROM {stage} g WHERE g.reject_reason IS NULL AND {gh})"
-    ).format(target=target, held=HELD, stage=STAGE, sh=_key_match(spec, "s", "h"),
-             gh=_key_match(spec, "g", "h")), [district_id]).rowcount
-    # Staged rows whose hash matches the state's are unchanged: drop them, so what is left to
-    # update is small and the planner goes through the primary key.
-    cur.execute(sql.SQL("DELETE FROM {stage} g USING {held} h WHERE g.reject_reason IS NULL AND {gh}"
-                        " AND h.row_hash = {ghash}").format(stage=STAGE, held=HELD, gh=_key_match(spec, "g", "h"),
-                                                            ghash=digest.row_hash_expr(spec, "g")))
+        "DELETE FROM {target} s USING {held} h WHERE s.district_id = %s AND {sh} AND {gone}"
+    ).format(target=target, held=HELD, sh=_key_match(spec, "s", "h"), gone=_gone(spec, "s")),
+        [district_id]).rowcount
+    cur.execute(sql.SQL(
+        "DELETE FROM {stage} g USING {held} h, {target} s WHERE g.reject_reason IS NULL AND {gh}"
+        " AND s.district_id = %s AND {sh} AND NOT {differ}"
+    ).format(stage=STAGE, held=HELD, target=target, gh=_key_match(spec, "g", "h"),
+             sh=_key_match(spec, "s", "h"), differ=digest.rows_differ(spec, "s", "g")), [district_id])
     cur.execute(sql.SQL("ANALYZE {}").format(STAGE))
-    updated = 0
-    non_key = [c for c in spec.column_names if c not in spec.key]
-    if non_key:
-        updated = cur.execute(sql.SQL(
-            "UPDATE {target} s SET {assign}, synced_at = now() FROM {stage} g"
-            " WHERE g.reject_reason IS NULL AND s.district_id = %s AND {sg}"
-        ).format(target=target, stage=STAGE, sg=_key_match(spec, "s", "g"),
-                 assign=sql.SQL(", ").join(sql.SQL("{0} = g.{0}").format(ident(c)) for c in non_key)),
-            [district_id]).rowcount
+    updated = _update(cur, spec, target, district_id)
     inserted = _insert(cur, spec, target, district_id, sql.SQL("NOT EXISTS (SELECT 1 FROM {} h WHERE {})")
                        .format(HELD, _key_match(spec, "g", "h")))
     return deleted, updated, inserted

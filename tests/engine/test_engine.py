@@ -126,10 +126,10 @@ def test_empty_source_does_not_wipe_state(graph, deployment):
     before = snapshot(state, "vaccineshot")
     with psycopg.connect(d) as conn:
         conn.execute("TRUNCATE campus.vaccineshot")
-    with pytest.raises(engine.EmptySourceError, match="returned no VaccineShot rows"):
+    with pytest.raises(engine.EmptySourceError, match="no accepted VaccineShot rows.*confirm_deletes"):
         sync(graph, deployment, "VaccineShot")
     assert snapshot(state, "vaccineshot") == before
-    r = sync(graph, deployment, "VaccineShot", allow_empty=True)
+    r = sync(graph, deployment, "VaccineShot", guard=engine.DeleteGuard(confirmed=True))
     assert r.deleted == len(before) and snapshot(state, "vaccineshot") == []
 
 
@@ -157,7 +157,8 @@ def test_districts_and_years_are_separate_scopes(graph, deployment):
 def test_same_district_and_object_never_interleave(graph, deployment):
     sync(graph, deployment, "District")
     with psycopg.connect(deployment["state"]) as holder:
-        holder.execute("SELECT pg_advisory_xact_lock(hashtext('campus_sync:0101:School'))")
+        (own,) = [k for k, exclusive in engine.lock_keys(graph, "School", "0101") if exclusive]
+        holder.execute("SELECT pg_advisory_xact_lock(%s)", (own,))
         done = threading.Event()
         t = threading.Thread(target=lambda: (sync(graph, deployment, "School"), done.set()))
         t.start()

@@ -19,7 +19,9 @@ from campus_sync.hierarchy.graph import Hierarchy
 from campus_sync.hierarchy.model import COLUMN_TYPES, SCHOOL_YEARS, YEAR_COLUMN, ObjectSpec
 
 REQUIRED = ("name", "description", "parents", "key", "columns")
-OPTIONAL = ("school_year", "selective_key", "states", "not_states", "sql")
+OPTIONAL = ("school_year", "selective_key", "states", "not_states", "sql", "delete_refused")
+REASON_RE = re.compile(r"^[a-z][a-z0-9_:*]*$")
+MAX_YAML_BYTES = 1 << 20  # a hierarchy file is a few KiB; refuse anything absurd before parsing
 NAME_RE = re.compile(r"^[A-Z][A-Za-z0-9]*$")
 COLUMN_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
 STATE_RE = re.compile(r"^[A-Z]{2,3}$")
@@ -122,6 +124,10 @@ def _parse_entry(entry: Any, where: str, problems: list[str]) -> ObjectSpec | No
             states = codes
         else:
             not_states = codes
+    delete_refused = entry.get("delete_refused", [])
+    if _str_list(delete_refused) is None or not all(REASON_RE.match(r) for r in delete_refused):
+        problems.append(f"{label}: delete_refused must be a list of refusal reasons (lower_case, * allowed)")
+        delete_refused = []
     sql = entry.get("sql", f"extract/{name.lower()}.sql")
     if not isinstance(sql, str) or Path(sql).is_absolute() or ".." in Path(sql).parts:
         problems.append(f"{label}: sql must be a path relative to include/sql")
@@ -138,7 +144,30 @@ def _parse_entry(entry: Any, where: str, problems: list[str]) -> ObjectSpec | No
         not_states=tuple(sorted(not_states)),
         sql=sql,
         source=where.split(":")[0],
+        delete_refused=tuple(sorted(delete_refused)),
     )
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """SafeLoader that refuses anchors and aliases: a few hundred bytes of nested aliases
+    ("billion laughs") expand to gigabytes, and the hierarchy never needs them."""
+
+    def compose_node(self, parent, index):  # type: ignore[override]
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.YAMLError(f"aliases (*{event.anchor}) are not allowed, line {event.start_mark.line + 1}")
+        event = self.peek_event()
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None:
+            raise yaml.YAMLError(f"anchors (&{anchor}) are not allowed, line {event.start_mark.line + 1}")
+        return super().compose_node(parent, index)
+
+
+def safe_load_plain(text: str, name: str) -> Any:
+    """yaml.safe_load without anchors/aliases and with a size bound (`name` is for messages)."""
+    if len(text) > MAX_YAML_BYTES:
+        raise yaml.YAMLError(f"{len(text)} bytes is more than the {MAX_YAML_BYTES} a hierarchy file may have")
+    return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 def read_specs(path: Path) -> tuple[list[ObjectSpec], list[str]]:
@@ -147,7 +176,7 @@ def read_specs(path: Path) -> tuple[list[ObjectSpec], list[str]]:
     problems: list[str] = []
     for file in _files(path):
         try:
-            doc = yaml.safe_load(file.read_text(encoding="utf-8"))
+            doc = safe_load_plain(file.read_text(encoding="utf-8"), file.name)
         except yaml.YAMLError as exc:
             problems.append(f"{file.name}: not valid YAML: {exc}".replace("\n", " "))
             continue

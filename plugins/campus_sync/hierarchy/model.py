@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass, field
 
 SCHOOL_YEARS = ("current", "previous", "next")
@@ -40,6 +41,10 @@ class ObjectSpec:
     sql: str = ""
     source: str = ""  # file it was declared in, for messages
     foreign_keys: tuple[ForeignKey, ...] = field(default=())
+    # Refusal reasons (fnmatch patterns) for which a row the state holds is deleted once the
+    # district refuses it. A refused row under any other reason (out of year, not enrolled,
+    # duplicate key, ...) that the state already holds is kept: a rule change never deletes.
+    delete_refused: tuple[str, ...] = ()
 
     @property
     def school_year_scoped(self) -> bool:
@@ -62,6 +67,10 @@ class ObjectSpec:
         if state in self.not_states:
             return False
         return not self.states or state in self.states
+
+    def deletes_refused(self, reason: str) -> bool:
+        """Whether a state row whose district row is now refused for `reason` is deleted."""
+        return any(fnmatch.fnmatchcase(reason, p) for p in self.delete_refused)
 
     def offered_for(self, school_year: str) -> bool:
         """Seed 001: previous/next year offer only objects tied to and configured for that year."""
