@@ -36,7 +36,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from campus_sync import config as config_mod
-from campus_sync import db, engine, selective, tasks
+from campus_sync import db, digest, engine, selective, tasks
 from campus_sync.hierarchy import Hierarchy
 from campus_sync.hierarchy.model import COLUMN_TYPES
 from campus_sync.schema import STATE_SCHEMA, ident, table
@@ -155,17 +155,16 @@ def check_object(graph: Hierarchy, name: str, cur: psycopg.Cursor, source: psyco
              scope=scope_sql, match=match), params)
     cur.execute(sql.SQL(
         "INSERT INTO {issues} SELECT 'extra', {skey}, {sheal} FROM {target} s WHERE {scope}"
-        " AND NOT EXISTS (SELECT 1 FROM {stage} g WHERE g.reject_reason IS NULL AND {match})"
+        " AND NOT EXISTS (SELECT 1 FROM {stage} g WHERE (g.reject_reason IS NULL OR {kept}) AND {match})"
     ).format(issues=ISSUES, skey=_key_text(spec, "s"), sheal=heal("s"), stage=STAGE, target=target,
+             kept=digest.kept_expr(spec, "g"),
              scope=scope_sql, match=match), params)
     if non_key:
         cur.execute(sql.SQL(
             "INSERT INTO {issues} SELECT 'different', {gkey}, {gheal} FROM {stage} g JOIN {target} s"
-            " ON {match} AND {scope} WHERE g.reject_reason IS NULL AND ({scols}) IS DISTINCT FROM ({gcols})"
+            " ON {match} AND {scope} WHERE g.reject_reason IS NULL AND {differ}"
         ).format(issues=ISSUES, gkey=_key_text(spec, "g"), gheal=heal("g"), stage=STAGE, target=target,
-                 scope=scope_sql, match=match,
-                 scols=sql.SQL(", ").join(sql.SQL("s.{}").format(ident(c)) for c in non_key),
-                 gcols=sql.SQL(", ").join(sql.SQL("g.{}").format(ident(c)) for c in non_key)), params)
+                 scope=scope_sql, match=match, differ=digest.rows_differ(spec, "s", "g")), params)
     counts = dict(cur.execute(sql.SQL("SELECT issue, count(*) FROM {} GROUP BY issue").format(ISSUES)).fetchall())
     check.missing, check.extra, check.different = (counts.get(k, 0) for k in ("missing", "extra", "different"))
     check.distinct = check.at_district - check.refused + check.extra
