@@ -4,7 +4,7 @@ Thin on purpose: the hierarchy, the engine and the DAG shape live in plugins/cam
 """
 
 from campus_sync import config, hierarchy
-from campus_sync.dagbuild import build_resync_dag, district_param
+from campus_sync.dagbuild import build_resync_dag, confirm_deletes_param, district_param
 
 _cfg = config.load()
 _graph = hierarchy.load()
@@ -14,7 +14,7 @@ dag = build_resync_dag(
     kind="full",
     objects=_graph.enabled(_cfg.state),
     schedule=_cfg.full_resync_schedule,
-    params={"districts": district_param(list(_cfg.district_ids))},
+    params={"districts": district_param(list(_cfg.district_ids)), "confirm_deletes": confirm_deletes_param()},
     description="Weekly full resync of every district into the state database",
     doc_md=__doc__,
     tags=["campus-state-sync", "resync", "full"],

@@ -19,7 +19,7 @@ Objects outside the request's plan skip. Thin on purpose: see plugins/campus_syn
 from airflow.sdk import Param
 
 from campus_sync import config, hierarchy
-from campus_sync.dagbuild import build_resync_dag, district_param
+from campus_sync.dagbuild import build_resync_dag, confirm_deletes_param, district_param
 
 _cfg = config.load()
 _graph = hierarchy.load()
@@ -54,6 +54,7 @@ dag = build_resync_dag(
             "district", type="string", enum=["district", "state"], title="Requested by",
             description="state: a state-initiated resync; each district gets a process alert.",
         ),
+        "confirm_deletes": confirm_deletes_param(),
     },
     description="Partial resync of chosen objects (and their parents) for chosen districts",
     doc_md=__doc__,

@@ -27,6 +27,7 @@ TEST_CONFIG.write_text(
     "full_resync_schedule: '0 2 * * 0'\n"
     "current_school_year: 2027\n"
     "state_conn_id: campus_state\n"
+    "embedded_postgres: true\n"
     "districts:\n"
     "  - {id: '0101', name: Abbott Independent}\n"
     "  - {id: '0102', name: Campus County Public Schools}\n"

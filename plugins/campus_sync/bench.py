@@ -208,7 +208,7 @@ def run(rows: int, insert_rows_max: int = INSERT_ROWS_MAX, repeats: int = REPEAT
     slow moment from deciding a ratio. Engine rounds run before insert_rows (which imports Airflow
     and fetches rows into memory), so the engine's peak RSS is measured on its own."""
     graph = hierarchy.load()
-    district_dsn, state_dsn = db.dsn(DISTRICT_CONN), db.dsn(STATE_CONN)  # before Airflow is imported
+    district_dsn, state_dsn = db.dsn(DISTRICT_CONN, embedded=True), db.dsn(STATE_CONN, embedded=True)  # before Airflow is imported
     cols = _columns(graph)
     rss: dict[str, float] = {"baseline": _rss_mb()}
     rounds = []

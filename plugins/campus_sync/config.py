@@ -16,8 +16,12 @@ from pathlib import Path
 import yaml
 
 from campus_sync import paths
+from campus_sync.hierarchy.loader import safe_load_plain
 
 DISTRICT_ID_RE = re.compile(r"^[A-Za-z0-9_]{1,20}$")
+CONN_ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,199}$")
+KNOWN_KEYS = ("state", "full_resync_schedule", "current_school_year", "state_conn_id", "districts",
+              "embedded_postgres", "max_delete_share", "delete_guard_min_rows")
 
 
 class ConfigError(ValueError):
@@ -43,6 +47,9 @@ class Config:
     state_conn_id: str
     districts: tuple[District, ...]
     source: str
+    embedded_postgres: bool = False  # connections that resolve nowhere use the embedded server
+    max_delete_share: float = 0.5  # mass-delete guard: refuse deleting more than this share...
+    delete_guard_min_rows: int = 10  # ...of an object's state rows, when at least this many rows go
 
     def district(self, district_id: str) -> District:
         for d in self.districts:
@@ -71,7 +78,7 @@ def config_path() -> Path:
 
 def parse(path: Path) -> Config:
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = safe_load_plain(path.read_text(encoding="utf-8"), path.name)
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read configuration: {exc}") from exc
     if not isinstance(doc, dict):
@@ -82,6 +89,29 @@ def parse(path: Path) -> Config:
     year = doc.get("current_school_year", "auto")
     if year != "auto" and not (isinstance(year, int) and 2000 <= year <= 2100):
         raise ConfigError(f"{path}: 'current_school_year' must be 'auto' or an end year like 2027")
+    unknown = sorted(str(k) for k in doc if k not in KNOWN_KEYS)
+    if unknown:
+        from difflib import get_close_matches
+
+        hints = [f"{k!r}" + (f" (did you mean {m[0]!r}?)" if (m := get_close_matches(k, KNOWN_KEYS, 1)) else "")
+                 for k in unknown]
+        raise ConfigError(f"{path}: unknown setting {', '.join(hints)}")
+    schedule = doc.get("full_resync_schedule", "0 2 * * 0")
+    if not isinstance(schedule, str) or not _valid_cron(schedule):
+        raise ConfigError(f"{path}: 'full_resync_schedule' {schedule!r} is not a valid cron expression "
+                          "(five fields, e.g. '0 2 * * 0', or a preset like '@weekly')")
+    embedded = doc.get("embedded_postgres", False)
+    if not isinstance(embedded, bool):
+        raise ConfigError(f"{path}: 'embedded_postgres' must be true or false")
+    share = doc.get("max_delete_share", 0.5)
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
+        raise ConfigError(f"{path}: 'max_delete_share' must be a number in (0, 1], e.g. 0.5")
+    min_rows = doc.get("delete_guard_min_rows", 10)
+    if isinstance(min_rows, bool) or not isinstance(min_rows, int) or min_rows < 1:
+        raise ConfigError(f"{path}: 'delete_guard_min_rows' must be a whole number ≥ 1")
+    state_conn = doc.get("state_conn_id", "campus_state")
+    if not isinstance(state_conn, str) or not CONN_ID_RE.match(state_conn):
+        raise ConfigError(f"{path}: 'state_conn_id' {state_conn!r} must be a connection id (letters, digits, _)")
     raw = doc.get("districts")
     if not isinstance(raw, list) or not raw:
         raise ConfigError(f"{path}: 'districts' must be a non-empty list")
@@ -89,20 +119,39 @@ def parse(path: Path) -> Config:
     for i, d in enumerate(raw):
         if not isinstance(d, dict) or "id" not in d:
             raise ConfigError(f"{path}: districts[{i}] needs an 'id'")
-        did = str(d["id"])
+        did = d["id"]
+        if not isinstance(did, str):
+            # YAML reads 0101 as the octal number 65 and 0102 as 66: the id must be quoted.
+            raise ConfigError(f"{path}: districts[{i}]: id {did!r} must be a quoted string, e.g. id: \"0101\"")
         if not DISTRICT_ID_RE.match(did):
             raise ConfigError(f"{path}: districts[{i}]: id {did!r} must be letters, digits or _")
         if did in (x.id for x in districts):
             raise ConfigError(f"{path}: district {did!r} is listed twice")
-        districts.append(District(did, str(d.get("name", did)), str(d.get("conn_id", f"campus_district_{did}"))))
+        conn_id = d.get("conn_id", f"campus_district_{did}")
+        if not isinstance(conn_id, str) or not CONN_ID_RE.match(conn_id):
+            raise ConfigError(f"{path}: districts[{i}]: conn_id {conn_id!r} must be a connection id "
+                              "(letters, digits, _)")
+        extra = sorted(str(k) for k in d if k not in ("id", "name", "conn_id"))
+        if extra:
+            raise ConfigError(f"{path}: districts[{i}]: unknown field {', '.join(map(repr, extra))}")
+        districts.append(District(did, str(d.get("name", did)), conn_id))
     return Config(
         state=state,
-        full_resync_schedule=str(doc.get("full_resync_schedule", "0 2 * * 0")),
+        full_resync_schedule=schedule,
         current_school_year=None if year == "auto" else int(year),
-        state_conn_id=str(doc.get("state_conn_id", "campus_state")),
+        state_conn_id=state_conn,
         districts=tuple(sorted(districts, key=lambda x: x.id)),
         source=str(path),
+        embedded_postgres=embedded,
+        max_delete_share=float(share),
+        delete_guard_min_rows=min_rows,
     )
+
+
+def _valid_cron(expr: str) -> bool:
+    from croniter import croniter
+
+    return bool(expr.strip()) and croniter.is_valid(expr.strip())
 
 
 @functools.lru_cache(maxsize=4)

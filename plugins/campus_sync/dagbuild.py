@@ -32,9 +32,20 @@ DEFAULT_ARGS = {
 }
 
 
-def triggering_user(context) -> str:
+def triggering_user(context, params: dict | None = None) -> str:
+    """Who asked: Airflow's triggering user; else the conf's `user` (dag.test, the CLI); else
+    the scheduler for scheduled runs."""
     run = context["dag_run"]
-    return getattr(run, "triggering_user_name", None) or ("scheduler" if run.run_type != "manual" else "unknown")
+    return (getattr(run, "triggering_user_name", None) or (params or {}).get("user")
+            or ("scheduler" if run.run_type != "manual" else "unknown"))
+
+
+def confirm_deletes_param() -> Param:
+    return Param(
+        False, type="boolean", title="Confirm deletes",
+        description="Allow this run to delete more than the configured share of an object's state rows "
+                    "for a district, or every row when a district now sends none (both refused otherwise).",
+    )
 
 
 def district_param(district_labels: list[str], default: list[str] | None = None) -> Param:
@@ -75,11 +86,15 @@ def build_resync_dag(dag_id: str, *, kind: str, objects: Iterable[str], params: 
             """Validate the form and record the request; refuse bad input before any write."""
             context = get_current_context()
             params = dict(context["params"])
+            try:
+                requests.check_conf_keys(context["dag_run"].conf, context["dag"].params.keys())
+            except requests.RequestError as exc:
+                raise AirflowFailException(f"request refused: {exc}") from None
             run_kind = kind
             if kind_from_params and params.get("requested_by") == "state":
                 run_kind = "state_request"
             try:
-                return tasks.start_request(params, kind=run_kind, user=params.get("user") or triggering_user(context),
+                return tasks.start_request(params, kind=run_kind, user=triggering_user(context, params),
                                            dag_id=context["dag"].dag_id, run_id=context["run_id"])
             except requests.RequestError as exc:
                 raise AirflowFailException(f"request refused: {exc}") from None

@@ -1,10 +1,14 @@
-"""Where the state and district databases are: Airflow connections, else an embedded PostgreSQL.
+"""Where the state and district databases are: Airflow connections, else (only where the
+configuration says so) an embedded PostgreSQL.
 
 Lookup order for a connection id (e.g. `campus_state`, `campus_district_0101`):
-1. `AIRFLOW_CONN_<ID>` in the environment (URI or JSON, as Airflow accepts it);
-2. Airflow's own connection store, when running inside Airflow;
-3. the embedded server from the `pgserver` wheel (data in `$CAMPUS_SYNC_HOME/pgdata`, default
+1. `AIRFLOW_CONN_<ID>` in the environment (URI or JSON, parsed by Airflow's own Connection model);
+2. Airflow's connection store, when running inside Airflow (`BaseHook.get_connection`);
+3. only when the configuration sets `embedded_postgres: true` (the shipped demo does): the
+   embedded server from the `pgserver` wheel (data in `$CAMPUS_SYNC_HOME/pgdata`, default
    `.campus_sync/` in the project), database named after the connection id.
+Otherwise an unresolved id is an error naming it: a typo in production must not sync into a
+local database. A connection's `extra` passes libpq options (sslmode, sslrootcert, options...).
 The embedded server is started on first use and left running, so Airflow tasks, the CLI and
 psql share it; `campus-sync dsn state` prints its URI.
 """
@@ -12,52 +16,76 @@ psql share it; `campus-sync dsn state` prints its URI.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import sys
 from pathlib import Path
-from urllib.parse import quote
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 
 from campus_sync import paths
+
+# libpq connection keywords a connection's `extra` may set; other extras (Airflow hook options
+# such as `cursor` or `iam`) do not apply to a libpq connection and are ignored.
+LIBPQ_EXTRAS = frozenset({
+    "host", "hostaddr", "port", "sslmode", "sslcert", "sslkey", "sslrootcert", "sslcrl", "sslpassword",
+    "sslnegotiation", "sslcompression", "channel_binding", "gssencmode", "krbsrvname", "requirepeer",
+    "application_name", "connect_timeout", "options", "target_session_attrs", "keepalives",
+    "keepalives_idle", "keepalives_interval", "keepalives_count", "tcp_user_timeout", "passfile",
+    "client_encoding", "load_balance_hosts",
+})
+
+
+class ConnectionConfigError(ValueError):
+    """A connection id resolves nowhere, or its definition is malformed; the message names it."""
 
 
 def home() -> Path:
     return Path(os.environ.get("CAMPUS_SYNC_HOME", paths.PROJECT_ROOT / ".campus_sync"))
 
 
+def libpq_dsn(conn, where: str) -> str:
+    """A libpq conninfo from an Airflow Connection (host, port, login, password, schema=database,
+    libpq keywords from extra). `where` names the definition in errors."""
+    conn_type = (conn.conn_type or "").lower()
+    if conn_type not in ("postgres", "postgresql"):
+        raise ConnectionConfigError(f"{where}: conn_type is {conn.conn_type!r}; expected postgres")
+    extra = {k: str(v) for k, v in (conn.extra_dejson or {}).items() if k in LIBPQ_EXTRAS}
+    params = {"host": conn.host or None, "port": conn.port or None, "user": conn.login or None,
+              "password": conn.password or None, "dbname": conn.schema or None}
+    params = {k: v for k, v in params.items() if v is not None} | extra
+    if not params.get("host") and not params.get("hostaddr"):
+        raise ConnectionConfigError(f"{where}: no host")
+    if not params.get("dbname"):
+        raise ConnectionConfigError(f"{where}: no database (the connection's schema field)")
+    return make_conninfo(**params)
+
+
 def _from_env(conn_id: str) -> str | None:
-    raw = os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}")
+    var = f"AIRFLOW_CONN_{conn_id.upper()}"
+    raw = os.environ.get(var, "").strip()
     if not raw:
         return None
-    raw = raw.strip()
-    if raw.startswith("{"):
-        c = json.loads(raw)
-        auth = ""
-        if c.get("login"):
-            auth = quote(c["login"], safe="")
-            if c.get("password"):
-                auth += ":" + quote(c["password"], safe="")
-            auth += "@"
-        port = f":{c['port']}" if c.get("port") else ""
-        return f"postgresql://{auth}{c.get('host', 'localhost')}{port}/{c.get('schema', '')}"
-    if raw.startswith("postgres://"):
-        raw = "postgresql://" + raw[len("postgres://"):]
-    return raw
+    from airflow.sdk.definitions.connection import Connection
+
+    try:
+        conn = Connection.from_json(raw, conn_id=conn_id) if raw.startswith("{") else Connection.from_uri(raw, conn_id)
+    except Exception as exc:  # noqa: BLE001 - any parse failure is the variable's fault
+        raise ConnectionConfigError(f"environment variable {var} is not a valid Airflow connection: {exc}") from None
+    return libpq_dsn(conn, f"environment variable {var}")
 
 
 def _from_airflow(conn_id: str) -> str | None:
     if "airflow" not in sys.modules:  # not running inside Airflow: do not import it
         return None
-    try:
-        from airflow.sdk import BaseHook
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
 
+    try:
         conn = BaseHook.get_connection(conn_id)
-    except Exception:  # noqa: BLE001 - not found, or no metadata access here
+    except AirflowNotFoundException:
         return None
-    uri = conn.get_uri()
-    return "postgresql://" + uri.split("://", 1)[1] if "://" in uri else uri
+    return libpq_dsn(conn, f"Airflow connection {conn_id!r}")
 
 
 @functools.lru_cache(maxsize=1)
@@ -82,12 +110,29 @@ def embedded_dsn(database: str) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def dsn(conn_id: str) -> str:
-    """The libpq URI for an Airflow connection id, falling back to the embedded server.
+def dsn(conn_id: str, what: str | None = None, embedded: bool | None = None) -> str:
+    """The libpq conninfo for an Airflow connection id (`what` names its use in errors, e.g.
+    "district 0101"). The embedded server is used when `embedded` is true, or when it is None
+    and the configuration sets `embedded_postgres: true`.
 
     Cached per process: connections do not change during a task or a `dag.test()` run.
     """
-    return _from_env(conn_id) or _from_airflow(conn_id) or embedded_dsn(conn_id)
+    found = _from_env(conn_id) or _from_airflow(conn_id)
+    if found:
+        return found
+    if embedded is None:
+        from campus_sync import config
+
+        cfg = config.load()
+        embedded, source = cfg.embedded_postgres, cfg.source
+    else:
+        source = "the caller"
+    if embedded:
+        return embedded_dsn(conn_id)
+    label = f" for {what}" if what else ""
+    raise ConnectionConfigError(
+        f"connection {conn_id!r}{label} is not defined: set AIRFLOW_CONN_{conn_id.upper()} or create it in "
+        f"Airflow (the embedded database is used only with embedded_postgres: true, which {source} does not set)")
 
 
 def is_embedded(conn_id: str) -> bool:

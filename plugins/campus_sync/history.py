@@ -2,7 +2,8 @@
 
 One `sync.batch` row per request and one `sync.batch_result` row per object and district.
 Statuses: gray while running; green/yellow/red by the error rule; `failed` when the load
-rolled back; `not_run` when an ancestor failed so it was not attempted.
+rolled back; `not_run` when an ancestor failed so it was not attempted; `abandoned` when the
+run died (see liveness.py). A batch is running, complete, failed or abandoned.
 """
 
 from __future__ import annotations
@@ -21,15 +22,20 @@ def create_batch(conn: psycopg.Connection, *, kind: str, requested_by: str, scho
                  end_year: int, check_dependencies: bool, districts: Sequence[str],
                  objects: Sequence[str], dag_id: str | None = None, run_id: str | None = None,
                  details: dict | None = None) -> int:
-    """Insert the request (idempotent per DAG run, so a retried first task reuses it)."""
+    """Insert the request (idempotent per DAG run, so a retried first task reuses it), with its
+    owner (liveness.current_owner: the process or the Airflow run), so it can be found dead."""
+    from campus_sync import liveness
+
+    liveness.reap(conn, liveness.ambient_dagrun_state())  # a new request closes dead ones first
     row = conn.execute(
         """INSERT INTO sync.batch (kind, requested_by, school_year, end_year, check_dependencies,
-                                   districts, objects, dag_id, run_id, details)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                                   districts, objects, dag_id, run_id, details, owner)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
            ON CONFLICT (dag_id, run_id) DO UPDATE SET status = 'running'
            RETURNING id""",
         (kind, requested_by, school_year, end_year, check_dependencies, list(districts),
-         list(objects), dag_id, run_id, json.dumps(details or {})),
+         list(objects), dag_id, run_id, json.dumps(details or {}),
+         json.dumps(liveness.current_owner(dag_id, run_id))),
     ).fetchone()
     conn.commit()
     return int(row[0])

@@ -31,9 +31,28 @@ class Request:
     school_year: str
     end_year: int
     check_dependencies: bool
+    confirm_deletes: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+# Conf keys every DAG of the package takes besides its params: `user` names the requester when
+# Airflow knows no triggering user (dag.test, the CLI); Airflow's own user wins otherwise.
+RESERVED_CONF = ("user",)
+
+
+def check_conf_keys(conf: dict | None, known) -> None:
+    """Refuse conf keys the DAG does not declare (Airflow merges them into params silently: the
+    typo `district` for `districts` once widened a partial resync to every district)."""
+    from difflib import get_close_matches
+
+    allowed = sorted(set(known) | set(RESERVED_CONF))
+    unknown = sorted(str(k) for k in (conf or {}) if k not in allowed)
+    if unknown:
+        hints = [f"{k!r}" + (f" (did you mean {m[0]!r}?)" if (m := get_close_matches(k, allowed, 1)) else "")
+                 for k in unknown]
+        raise RequestError(f"unknown conf key {', '.join(hints)}; this DAG takes: {', '.join(allowed)}")
 
 
 def parse_districts(cfg: config_mod.Config, raw) -> tuple[str, ...]:
@@ -64,6 +83,9 @@ def build(graph: Hierarchy, cfg: config_mod.Config, params: dict, *, kind: str, 
     check = params.get("check_dependencies", True)
     if not isinstance(check, bool):
         raise RequestError(f"check_dependencies must be true or false, got {check!r}")
+    confirm = params.get("confirm_deletes", False)
+    if not isinstance(confirm, bool):
+        raise RequestError(f"confirm_deletes must be true or false, got {confirm!r}")
     districts = parse_districts(cfg, params.get("districts"))
     if kind == "full":
         objects = list(graph.enabled(cfg.state, school_year))
@@ -80,4 +102,4 @@ def build(graph: Hierarchy, cfg: config_mod.Config, params: dict, *, kind: str, 
         raise RequestError(str(exc)) from None
     return Request(kind=kind, requested_by=user, districts=districts, objects=plan.objects,
                    requested=plan.requested, school_year=school_year,
-                   end_year=cfg.end_year(school_year), check_dependencies=check)
+                   end_year=cfg.end_year(school_year), check_dependencies=check, confirm_deletes=confirm)

@@ -7,7 +7,10 @@ plugins folders, no examples. Connections still resolve through `campus_sync.db`
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +55,29 @@ def prepare(airflow_home: Path | None = None) -> Path:
     return home
 
 
+@contextmanager
+def owner_session() -> Iterator[None]:
+    """Keep one session open on the state database while this process runs a DAG, and let the
+    batches it records name that session as their owner: when the process dies, the session
+    ends and the next request (or `campus-sync history`) closes them as abandoned."""
+    import psycopg
+
+    from campus_sync import config, liveness
+
+    cfg = config.load()
+    conn = psycopg.connect(db.dsn(cfg.state_conn_id, "the state database"), autocommit=True)
+    previous = os.environ.get(liveness.OWNER_ENV)
+    os.environ[liveness.OWNER_ENV] = json.dumps(liveness.process_owner(conn))
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(liveness.OWNER_ENV, None)
+        else:
+            os.environ[liveness.OWNER_ENV] = previous
+        conn.close()
+
+
 def get_dag(dag_id: str):
     from airflow.dag_processing.dagbag import DagBag
 
@@ -68,7 +94,8 @@ def run_dag(dag_id: str, conf: dict | None = None) -> RunOutcome:
     """dag.test() the DAG with `conf`; param validation errors propagate (trigger-time refusal)."""
     prepare()
     dag = get_dag(dag_id)
-    run = dag.test(run_conf=conf or {})
+    with owner_session():
+        run = dag.test(run_conf=conf or {})
     from airflow.utils.session import create_session
 
     states: dict[str, str] = {}

@@ -187,7 +187,7 @@ def sync(unit: dict, graph: Hierarchy | None = None, cfg: config_mod.Config | No
     graph = graph or hierarchy.load()
     cfg = cfg or config_mod.load()
     district = cfg.district(unit["district_id"])
-    sdsn, src = tasks.state_dsn(cfg), db.dsn(district.conn_id)
+    sdsn, src = tasks.state_dsn(cfg), db.dsn(district.conn_id, f"district {district.id}")
     batch_id, scope = unit["batch_id"], _scope(unit)
     results, failed, not_run = [], [], []
     with psycopg.connect(sdsn) as conn:
@@ -319,7 +319,7 @@ def finish(unit: dict, graph: Hierarchy | None = None, cfg: config_mod.Config | 
         root_error = None
         if root_status in (None, "failed", "not_run", "gray"):
             root_error = root_message or "the object was not synced"
-        outcomes = key_outcomes(graph, unit, db.dsn(district.conn_id), sdsn, root_error=root_error)
+        outcomes = key_outcomes(graph, unit, db.dsn(district.conn_id, f"district {district.id}"), sdsn, root_error=root_error)
         with conn.transaction():
             conn.execute("DELETE FROM sync.selective_key WHERE batch_id = %s", (batch_id,))
             with conn.cursor() as cur:

@@ -91,8 +91,9 @@ def build_selective_dag(dag_id: str = "campus_selective_sync", *, doc_md: str | 
             """Validate object, district and IDs; record the batch. Bad input writes nothing."""
             context = get_current_context()
             params = dict(context["params"])
-            user = params.get("user") or triggering_user(context)
+            user = triggering_user(context, params)
             try:
+                requests.check_conf_keys(context["dag_run"].conf, context["dag"].params.keys())
                 req = selective.build_request(hierarchy.load(), config.load(), params, user=user)
             except requests.RequestError as exc:
                 raise AirflowFailException(f"request refused: {exc}") from None
@@ -145,7 +146,7 @@ def build_verification_dag(dag_id: str = "campus_verification_summary", *, doc_m
     ) as dag:
 
         def _user(context, params) -> str:
-            return params.get("user") or triggering_user(context)
+            return triggering_user(context, params)
 
         @task(task_id="verify", retries=0)
         def run_verify() -> dict:
@@ -154,6 +155,7 @@ def build_verification_dag(dag_id: str = "campus_verification_summary", *, doc_m
             context = get_current_context()
             params = dict(context["params"])
             try:
+                requests.check_conf_keys(context["dag_run"].conf, context["dag"].params.keys())
                 districts = list(requests.parse_districts(config.load(), params.get("districts")))
             except requests.RequestError as exc:
                 raise AirflowFailException(f"request refused: {exc}") from None

@@ -15,7 +15,7 @@ from campus_sync import alerts, config, db, engine, hierarchy, history, requests
 
 def state_dsn(cfg: config.Config | None = None) -> str:
     cfg = cfg or config.load()
-    return db.dsn(cfg.state_conn_id)
+    return db.dsn(cfg.state_conn_id, "the state database")
 
 
 def open_state(cfg: config.Config | None = None) -> psycopg.Connection:
@@ -41,7 +41,8 @@ def start_request(params: dict, *, kind: str, user: str, dag_id: str, run_id: st
             details={"requested": list(req.requested)},
         )
     return [{"batch_id": batch_id, "district_id": d, "objects": list(req.objects),
-             "end_year": req.end_year, "school_year": req.school_year} for d in req.districts]
+             "end_year": req.end_year, "school_year": req.school_year,
+             "confirm_deletes": req.confirm_deletes} for d in req.districts]
 
 
 def run_object(name: str, unit: dict) -> dict[str, Any]:
@@ -50,12 +51,15 @@ def run_object(name: str, unit: dict) -> dict[str, Any]:
     graph = hierarchy.load()
     district = cfg.district(unit["district_id"])
     sdsn = state_dsn(cfg)
+    source = db.dsn(district.conn_id, f"district {district.id}")
+    guard = engine.DeleteGuard(max_share=cfg.max_delete_share, min_rows=cfg.delete_guard_min_rows,
+                               confirmed=bool(unit.get("confirm_deletes")))
     with psycopg.connect(sdsn) as conn:
         history.record_start(conn, unit["batch_id"], district.id, name)
     try:
         result = engine.sync_object(
-            graph, name, district_id=district.id, source_dsn=db.dsn(district.conn_id),
-            state_dsn=sdsn, scope=engine.Scope(end_year=int(unit["end_year"])),
+            graph, name, district_id=district.id, source_dsn=source,
+            state_dsn=sdsn, scope=engine.Scope(end_year=int(unit["end_year"])), guard=guard,
         )
     except Exception as exc:
         with psycopg.connect(sdsn) as conn:

@@ -192,7 +192,7 @@ def verify_district(graph: Hierarchy, cfg: config_mod.Config, district_id: str, 
     roots = heal_roots(graph, cfg.state)
     names = names or list(graph.enabled(cfg.state))
     out = []
-    with psycopg.connect(state_dsn) as state, psycopg.connect(db.dsn(district.conn_id)) as source:
+    with psycopg.connect(state_dsn) as state, psycopg.connect(db.dsn(district.conn_id, f"district {district.id}")) as source:
         source.read_only = True
         cur = state.cursor()
         cur.execute(sql.SQL("CREATE TEMP TABLE {} (object text, key text, PRIMARY KEY (object, key))"

@@ -128,6 +128,7 @@ def test_duplicate_and_null_keys_are_refused_and_the_state_stays_stable(graph, d
     d, state = deployment["districts"]["0101"], deployment["state"]
     with psycopg.connect(d) as conn:  # a district table without a primary key
         conn.execute("ALTER TABLE campus.vaccineshot DROP CONSTRAINT vaccineshot_pkey")
+        conn.execute("ALTER TABLE campus.vaccineshot ALTER COLUMN shotid DROP NOT NULL")
         conn.execute("ALTER TABLE campus.personidentity DROP CONSTRAINT personidentity_pkey")
         (shot,) = conn.execute("SELECT min(shotid) FROM campus.vaccineshot").fetchone()
         conn.execute("INSERT INTO campus.vaccineshot SELECT shotid, personid, 'OTHER', shotdate"
@@ -274,7 +275,7 @@ def test_numeric_scale_in_a_full_copy_resync(graph, deployment):
     with psycopg.connect(deployment["districts"]["0101"]) as conn:
         n = conn.execute("UPDATE campus.employmentassignment SET fte = 1.00").rowcount
     r = sync(graph, deployment, "EmploymentAssignment")
-    assert r.updated == n
+    assert r.updated == n - r.errors > 0  # every accepted row; the orphan is refused
     assert {x[0] for x in rows(deployment["state"], "SELECT fte::text FROM state.employmentassignment"
                                                     " WHERE district_id = '0101'")} == {"1.00"}
     assert Decimal("1.00") == Decimal("1.0")  # equal as numbers, different as values the district holds

@@ -12,6 +12,11 @@ from collections.abc import Sequence
 
 from campus_sync.cli import alerts_cmd, bench_cmd, hierarchy_cmd, ops_cmd, selective_cmd
 
+# Errors that describe bad input or configuration, printed without a traceback (by name, so
+# `--help` need not import the modules that define them).
+USER_ERRORS = frozenset({"ConfigError", "ConnectionConfigError", "RequestError", "SyncError", "EmptySourceError",
+                         "MassDeleteError", "VerifyError"})
+
 GROUPS = [hierarchy_cmd, ops_cmd, alerts_cmd, selective_cmd, bench_cmd]
 
 
@@ -48,6 +53,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (HierarchyError, UnknownObjectError, SelectionError) as exc:
         print(f"campus-sync: {exc}", file=sys.stderr)
         return 1
+    except Exception as exc:  # user errors named by the package: no traceback
+        if any(c.__name__ in USER_ERRORS for c in type(exc).__mro__):
+            print(f"campus-sync: {exc}", file=sys.stderr)
+            return 1
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="List resync requests (newest first), or `history clear [--before DATE] "
                                    "[--yes]`: delete finished requests' history rows (never synced data).")
     h.add_argument("action", nargs="?", choices=["clear"], help="clear: delete history rows")
-    h.add_argument("--limit", type=int, default=10)
+    h.add_argument("--limit", type=_positive, default=10, help="how many requests (≥ 1)")
     h.add_argument("--json", action="store_true")
     h.add_argument("--before", metavar="DATE", help="clear: only requests made before DATE (YYYY-MM-DD)")
     h.add_argument("--yes", action="store_true", help="clear: do not ask for confirmation")
@@ -40,7 +40,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     gr = gsub.add_parser("run", help="run DAG_ID once end to end; exit 1 if the run fails")
     gr.add_argument("dag_id")
     gr.add_argument("--conf", default="{}", help="JSON object of params")
+    gr.add_argument("--confirm-deletes", action="store_true",
+                    help="allow this run's mass deletes / emptied objects (sets the confirm_deletes param)")
     gr.set_defaults(func=cmd_dag_run)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
 
 
 def _seed_args(p: argparse.ArgumentParser) -> None:
@@ -57,7 +69,7 @@ def cmd_demo_seed(args: argparse.Namespace) -> int:
     cfg = config.load()
     graph = hierarchy.load()
     for i, district in demo.iter_districts(cfg, args.districts):
-        with psycopg.connect(db.dsn(district.conn_id)) as conn:
+        with psycopg.connect(db.dsn(district.conn_id, f"district {district.id}")) as conn:
             counts = demo.seed_district(conn, graph, district, i, args.students, args.seed, cfg.end_year(), cfg.state)
         print(f"district {district.label}: {sum(counts.values())} rows in {len(counts)} objects")
     return 0
@@ -128,7 +140,10 @@ def cmd_history(args: argparse.Namespace) -> int:
 
         raise CliError("--before and --yes go with `history clear`")
 
+    from campus_sync import liveness
+
     with tasks.open_state() as conn:
+        liveness.reap(conn, liveness.airflow_metadata_state)
         batches = history.batches(conn, limit=args.limit)
     if args.json:
         keep = ("id", "kind", "status", "requested_at", "completed_at", "requested_by", "school_year",
@@ -148,7 +163,8 @@ def cmd_history(args: argparse.Namespace) -> int:
               f"{b['school_year']:<8} districts {','.join(b['districts'])}  objects {len(b['objects'])}  "
               f"processed {processed} errors {errors}"
               + (f"  {b['details'].get('object')} Records: {b['details'].get('records')}"
-                 if b["kind"] == "selective" and b["details"] else ""))
+                 if b["kind"] == "selective" and b["details"] else "")
+              + (f"\n       abandoned: {b['details']['abandoned']}" if b["status"] == "abandoned" else ""))
     return 0
 
 
@@ -160,7 +176,8 @@ def cmd_dsn(args: argparse.Namespace) -> int:
         print(db.dsn(cfg.state_conn_id))
     elif args.target.startswith("district:"):
         try:
-            print(db.dsn(cfg.district(args.target.split(":", 1)[1]).conn_id))
+            district = cfg.district(args.target.split(":", 1)[1])
+            print(db.dsn(district.conn_id, f"district {district.id}"))
         except config.ConfigError as exc:
             raise CliError(str(exc)) from None
     else:
@@ -177,6 +194,8 @@ def cmd_dag_run(args: argparse.Namespace) -> int:
         raise CliError(f"--conf is not valid JSON: {exc}") from None
     if not isinstance(conf, dict):
         raise CliError("--conf must be a JSON object")
+    if args.confirm_deletes:
+        conf["confirm_deletes"] = True
     from campus_sync import runner
 
     try:

@@ -93,7 +93,10 @@ def cmd_history_clear(args: argparse.Namespace) -> int:
 
     before = _parse_before(args.before)
     scope = f" made before {before.isoformat()}" if before else ""
+    from campus_sync import liveness
+
     with _open_state() as conn:
+        liveness.reap(conn, liveness.airflow_metadata_state)  # a dead run's batch can be cleared
         counts = history.clear_counts(conn, before)
         if counts["requests"] == 0:
             print(f"no finished requests{scope} to clear")
