@@ -36,7 +36,10 @@ def triggering_user(context, params: dict | None = None) -> str:
     """Who asked: Airflow's triggering user; else the conf's `user` (dag.test, the CLI); else
     the scheduler for scheduled runs."""
     run = context["dag_run"]
-    return (getattr(run, "triggering_user_name", None) or (params or {}).get("user")
+    airflow_user = getattr(run, "triggering_user_name", None)
+    if airflow_user == "dag_test":  # dag.test()'s placeholder: the CLI passes the real user in conf
+        airflow_user = None
+    return (airflow_user or (params or {}).get("user")
             or ("scheduler" if run.run_type != "manual" else "unknown"))
 
 
