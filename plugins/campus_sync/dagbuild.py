@@ -3,12 +3,23 @@
 Shape of every resync DAG:
 
     start_request ──► district[i] (mapped task group, one per district) ──► finish_request
-                         one task per object, wired parent → child from the hierarchy
+          │              one task per object, wired parent → child from the hierarchy
+          └────────────► every object task (so it can skip the objects outside the plan)
 
-Inside the group each task depends on the same district's parent tasks only, so one slow or
-failing district does not hold the others back; a failed object's descendants in that district
-end `upstream_failed` (recorded as not_run). Objects outside the request's plan skip, and
-`none_failed` lets their children run.
+Inside the group each task depends on the same district's parent tasks (and the ancestors whose
+keys it carries) only, so one slow or failing district does not hold the others back; a failed object's descendants in that district
+end `upstream_failed` (recorded as not_run).
+
+Objects outside the request's plan are skipped by the scheduler, without starting a worker
+process: `start_request` is a skip-capable task (like `@task.short_circuit`) that stores the
+unplanned object tasks under SkipMixin's XCom key, and Airflow's `NotPreviouslySkippedDep`
+marks them skipped when it evaluates them (before they are even expanded per district). The
+plan is the same for every district, so one decision covers the whole run. Their children in
+the plan still run (`none_failed`). A branch *inside* the mapped group would be per district
+but does not work in Airflow 3.3 (apache/airflow#67265), hence the decision outside it.
+
+Parse cost: a task re-parses its DAG file, so this module imports nothing heavy at import time
+(no psycopg, no engine): the task bodies import `campus_sync.tasks` when they run.
 """
 
 from __future__ import annotations
@@ -16,12 +27,16 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 
+from airflow.providers.standard.decorators.python import _PythonDecoratedOperator
 from airflow.sdk import DAG, Param, get_current_context, task, task_group
+from airflow.sdk.bases.decorator import task_decorator_factory
+from airflow.sdk.bases.skipmixin import XCOM_SKIPMIXIN_KEY, XCOM_SKIPMIXIN_SKIPPED
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from campus_sync import engine, hierarchy, requests, tasks
+from campus_sync import hierarchy, requests
 
 GROUP = "district"
+REFUSED_KEY = "refused"  # start_request's XCom when the request is refused (read by finish_request)
 DEFAULT_ARGS = {
     "owner": "campus-state-sync",
     "retries": 2,  # connection errors; refused input and engine errors fail at once
@@ -30,6 +45,39 @@ DEFAULT_ARGS = {
     "max_retry_delay": dt.timedelta(minutes=10),
     "execution_timeout": dt.timedelta(hours=4),
 }
+# start_request/finish_request are idempotent (one batch per DAG run, upserted result rows), so
+# they retry transient failures (e.g. a slow first execution-API call after Airflow starts) soon.
+BOOKKEEPING_ARGS = {
+    "retries": 3,
+    "retry_delay": dt.timedelta(seconds=10),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": dt.timedelta(minutes=2),
+}
+# Mapped instances are labelled "0101 Abbott Independent" in the grid and logs instead of 0, 1, 2.
+# The task sets the variable first thing; `default` keeps a label problem from failing a sync.
+MAP_INDEX_TEMPLATE = "{{ district_label | default('') }}"
+
+
+class _SkippingOperator(_PythonDecoratedOperator):
+    """A `@task` allowed to tell the scheduler to skip some of its direct downstream tasks.
+
+    The callable pushes `{"skipped": [task ids]}` under SkipMixin's XCom key; Airflow's
+    NotPreviouslySkippedDep reads it for operators flagged `inherits_from_skipmixin` (the flag
+    is serialized, so the scheduler sees it) and sets those tasks to skipped itself.
+    """
+
+    inherits_from_skipmixin = True  # noqa: the serialized `_can_skip_downstream` flag
+
+
+def skipping_task(python_callable=None, **kwargs):
+    """`@task` whose callable may skip direct downstream tasks via `skip_downstream`."""
+    return task_decorator_factory(python_callable=python_callable, multiple_outputs=False,
+                                  decorated_operator_class=_SkippingOperator, **kwargs)
+
+
+def skip_downstream(context, task_ids: Iterable[str]) -> None:
+    """Have the scheduler skip these direct downstream tasks (every map index) without a worker."""
+    context["ti"].xcom_push(key=XCOM_SKIPMIXIN_KEY, value={XCOM_SKIPMIXIN_SKIPPED: sorted(task_ids)})
 
 
 def triggering_user(context, params: dict | None = None) -> str:
@@ -52,14 +100,49 @@ def confirm_deletes_param() -> Param:
 
 
 def district_param(district_labels: list[str], default: list[str] | None = None) -> Param:
+    """Districts multi-select; empty (or null) means every district, so not marked required.
+
+    The Airflow 3 form marks a field required unless its schema type allows null.
+    """
     return Param(
         default if default is not None else [],
-        type="array",
+        type=["array", "null"],
         items={"type": "string", "enum": district_labels},
         examples=district_labels,
         title="Districts",
         description="Districts to resync (empty: every configured district).",
     )
+
+
+def refused(context, exc: Exception) -> AirflowFailException:
+    """Record why the request was refused (for finish_request) and fail without retrying."""
+    message = f"request refused: {exc}"
+    context["ti"].xcom_push(key=REFUSED_KEY, value=message)
+    return AirflowFailException(message)
+
+
+def explain_missing_start(ti) -> str:
+    """What happened to start_request, for a finish_request that got no work units."""
+    message = ti.xcom_pull(task_ids="start_request", key=REFUSED_KEY)
+    if message:
+        return str(message)
+    states = ti.get_task_states(dag_id=ti.dag_id, task_ids=["start_request"], run_ids=[ti.run_id])
+    state = states.get(ti.run_id, {}).get("start_request")
+    if state == "failed":
+        return "start_request failed (an error, not refused input; see its log); nothing was synced"
+    return f"start_request did not run (state: {state or 'none'}); nothing was synced"
+
+
+def upstream_objects(graph, name: str) -> list[str]:
+    """The objects whose tasks must finish before `name`'s: its parents, plus every ancestor
+    whose key it carries (a foreign key the engine checks at the state).
+
+    The second set matters when objects between them are outside the plan: the scheduler skips
+    those at once, so their own upstream edges no longer hold the order (Enrollment carries
+    calendarID; with PersonIdentity skipped it must still wait for Calendar).
+    """
+    spec = graph.spec(name)
+    return sorted(set(spec.parents) | {fk.target for fk in spec.foreign_keys})
 
 
 def build_resync_dag(dag_id: str, *, kind: str, objects: Iterable[str], params: dict,
@@ -84,49 +167,69 @@ def build_resync_dag(dag_id: str, *, kind: str, objects: Iterable[str], params: 
         render_template_as_native_obj=True,
     ) as dag:
 
-        @task(task_id="start_request", retries=0)
+        @skipping_task(task_id="start_request", **BOOKKEEPING_ARGS)
         def start_request() -> list[dict]:
-            """Validate the form and record the request; refuse bad input before any write."""
+            """Validate the form and record the request; refuse bad input before any write.
+
+            Returns one work unit per district and has the scheduler skip every object task
+            outside the plan. Idempotent: a retry reuses the run's batch (unique per run_id).
+            """
+            from campus_sync import tasks
+
             context = get_current_context()
             params = dict(context["params"])
             try:
                 requests.check_conf_keys(context["dag_run"].conf, context["dag"].params.keys())
             except requests.RequestError as exc:
-                raise AirflowFailException(f"request refused: {exc}") from None
+                raise refused(context, exc) from None
             run_kind = kind
             if kind_from_params and params.get("requested_by") == "state":
                 run_kind = "state_request"
             try:
-                return tasks.start_request(params, kind=run_kind, user=triggering_user(context, params),
-                                           dag_id=context["dag"].dag_id, run_id=context["run_id"])
+                units = tasks.start_request(params, kind=run_kind, user=triggering_user(context, params),
+                                            dag_id=context["dag"].dag_id, run_id=context["run_id"])
             except requests.RequestError as exc:
-                raise AirflowFailException(f"request refused: {exc}") from None
+                raise refused(context, exc) from None
+            planned = set(units[0]["objects"]) if units else set()
+            skip_downstream(context, (f"{GROUP}.{n}" for n in names if n not in planned))
+            return units
 
-        @task(trigger_rule="none_failed", multiple_outputs=False)
+        @task(trigger_rule="none_failed", multiple_outputs=False, map_index_template=MAP_INDEX_TEMPLATE)
         def sync_object(name: str, unit: dict):
-            if name not in unit["objects"]:
+            get_current_context()["district_label"] = unit.get("label") or unit["district_id"]
+            if name not in unit["objects"]:  # normally skipped by the scheduler already
                 raise AirflowSkipException(f"{name} is not part of this request")
+            from campus_sync import engine, tasks
+
             try:
                 return tasks.run_object(name, unit)
             except engine.SyncError as exc:  # not transient: do not retry
                 raise AirflowFailException(str(exc)) from None
+
+        units = start_request()
+        start = units.operator
 
         @task_group(group_id=GROUP)
         def district(unit: dict) -> None:
             made = {}
             for name in names:
                 made[name] = sync_object.override(task_id=name)(name, unit)
-                for parent in graph.parents(name):
+                start >> made[name]
+                for parent in upstream_objects(graph, name):
                     if parent in present:
                         made[parent] >> made[name]
 
-        @task(task_id="finish_request", trigger_rule="all_done", retries=1, multiple_outputs=False)
+        @task(task_id="finish_request", trigger_rule="all_done", multiple_outputs=False, **BOOKKEEPING_ARGS)
         def finish_request(units: list[dict] | None):
             """Write the history rows from every object's XCom and fail the run if any failed."""
+            from campus_sync import tasks
+
             context = get_current_context()
             ti = context["ti"]
             if not units:
-                raise AirflowFailException("the request was refused; see start_request")
+                message = explain_missing_start(ti)
+                tasks.abandon_request(context["dag"].dag_id, ti.run_id, message)
+                raise AirflowFailException(message)
             states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id], task_group_id=GROUP)
             states = states.get(ti.run_id, {})
             outcomes = {}
@@ -139,7 +242,7 @@ def build_resync_dag(dag_id: str, *, kind: str, objects: Iterable[str], params: 
                 if not isinstance(results, list):
                     results = [results]
                 for i in indexes:
-                    state = states.get(f"{GROUP}.{name}_{i}")
+                    state = states.get(f"{GROUP}.{name}_{i}") or states.get(f"{GROUP}.{name}")
                     result = results[i] if i < len(results) else None
                     outcomes[(name, i)] = (state, result)
             summary = tasks.finish_request(units, outcomes)
@@ -147,7 +250,6 @@ def build_resync_dag(dag_id: str, *, kind: str, objects: Iterable[str], params: 
                 raise AirflowFailException(f"objects failed: {', '.join(summary['failed'])}")
             return summary
 
-        units = start_request()
         group = district.expand(unit=units)
-        units >> group >> finish_request(units)
+        group >> finish_request(units)
     return dag

@@ -3,7 +3,12 @@
 Same arguments → same rows. Every object enabled for the configured state gets rows, and the
 data includes what the state must refuse: a state-excluded calendar, grade level and a few
 enrollments, test scores breaking each of seed 002's six batch-sync requirements, and a few
-orphans (rows whose person does not exist).
+orphans (rows whose person does not exist, in `ORPHAN_OBJECTS` only).
+
+Everything else lines up, as in a real district: a row's calendar, structure and grade level
+belong to its own school year, and rows hang only off parent rows the state accepts. So a full
+resync shows mostly green, yellow where an orphan or a test-score rule is refused, and red only
+where the seeds' exclusions bite (Calendar, ScheduleStructure, StructureGradeLevel, Enrollment).
 
 Rows are generated generically from the hierarchy: each object is driven by its last declared
 parent (one or a few rows per parent row) and copies the columns it shares with that parent
@@ -29,6 +34,8 @@ LAST = ["Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "D
         "Anderson", "Thomas", "Taylor", "Moore", "Jackson", "Martin", "Lee", "Thompson", "White"]
 GRADES = ["KG", "01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11", "12"]
 ORPHAN_PERSON = 99_000_001  # a personID no district row has
+# Objects that get one orphan row (personID ORPHAN_PERSON) per district: "a few orphans".
+ORPHAN_OBJECTS = ("ContactLog", "Enrollment", "Transportation")
 Row = dict[str, object]
 
 
@@ -47,6 +54,10 @@ class Generator:
         self.base = (index + 1) * 1_000_000
         self.rows: dict[str, list[Row]] = {}
         self._next: dict[str, int] = {}
+        # single-column keys of each object's rows, and those the state refuses (by its rules or
+        # because a parent is refused or missing): children hang only off accepted rows
+        self.keys: dict[str, set] = {}
+        self.refused: dict[str, set] = {}
 
     def next_id(self, name: str) -> int:
         self._next[name] = self._next.get(name, 0) + 1
@@ -179,9 +190,40 @@ class Generator:
         return out
 
     # ---------------------------------------------------------------- generic objects
+    def accepted(self, name: str, row: Row) -> bool:
+        """Whether the state takes this (already generated) row of `name`."""
+        key = self.g.spec(name).key
+        return len(key) != 1 or row[key[0]] not in self.refused.get(name, set())
+
+    def _classify(self, name: str) -> None:
+        """Record the keys of `name`'s rows and which of them the state refuses."""
+        spec = self.g.spec(name)
+        rows = self.rows[name]
+        if len(spec.key) != 1:
+            return
+        k = spec.key[0]
+        self.keys[name] = {r[k] for r in rows}
+        excluded_levels = {(g["structureID"], g["name"]) for g in self.rows.get("StructureGradeLevel", [])
+                           if g["stateExclude"]}
+        refused = set()
+        for r in rows:
+            bad = name in ("Calendar", "StructureGradeLevel", "Enrollment") and bool(r.get("stateExclude"))
+            if name == "Enrollment" and (r["structureID"], r["grade"]) in excluded_levels:
+                bad = True  # the extract refuses an enrollment in an excluded grade level
+            for f in spec.foreign_keys:
+                value = r.get(f.column)
+                if value is not None and (value not in self.keys.get(f.target, {value})
+                                          or value in self.refused.get(f.target, set())):
+                    bad = True
+            if bad:
+                refused.add(r[k])
+        self.refused[name] = refused
+
     def generic(self, spec: ObjectSpec) -> list[Row]:
         driver = spec.parents[-1] if spec.parents else None
         parents = self.rows.get(driver, [{}]) if driver else [{}]
+        if driver:
+            parents = [p for p in parents if self.accepted(driver, p)] or parents
         if driver == "PersonIdentity" and "personID" in spec.column_names and spec.name != "Test":
             staff = spec.name.startswith("Employment")  # staff records: the people after the students
             parents = parents[self.students:] if staff else parents[: self.students]
@@ -195,7 +237,7 @@ class Generator:
                 out.append(self._row(spec, prow))
         if not out:
             out.append(self._row(spec, parents[0]))
-        if "personID" in spec.column_names and driver == "PersonIdentity" and spec.name != "Test":
+        if spec.name in ORPHAN_OBJECTS and "personID" in spec.column_names:
             out.append(self._row(spec, {**parents[0], "personID": ORPHAN_PERSON}))  # an orphan
         return out
 
@@ -210,9 +252,13 @@ class Generator:
             elif any(f.column == col for f in spec.foreign_keys):
                 target = next(f.target for f in spec.foreign_keys if f.column == col)
                 pool = self.rows[target]
-                shared = [k for k in ("structureID", "calendarID", "endYear") if k in parent and k in pool[0]]
-                fits = [r for r in pool if all(r[k] == parent[k] for k in shared)] or pool
-                row[col] = self.rng.choice(fits)[col]
+                # the same school year, calendar and structure as the parent and the columns
+                # already chosen (a current-year Day gets a current-year calendar and one of
+                # that calendar's structures), and a row the state accepts
+                known = {**parent, **row, "endYear": end_year}
+                shared = [k for k in ("structureID", "calendarID", "endYear") if k in known and k in pool[0]]
+                fits = [r for r in pool if all(r[k] == known[k] for k in shared) and self.accepted(target, r)]
+                row[col] = self.rng.choice(fits or pool)[col]
             elif col == "endYear":
                 row[col] = end_year
             else:
@@ -247,6 +293,7 @@ class Generator:
                 self.rows[name] = []  # read from PersonIdentity by its extract query
             else:
                 self.rows[name] = special[name]() if name in special else self.generic(spec)
+            self._classify(name)
         return self.rows
 
 

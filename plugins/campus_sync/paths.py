@@ -19,3 +19,11 @@ def hierarchy_dir() -> Path:
 
 def sql_dir() -> Path:
     return include_dir() / "sql"
+
+
+def home() -> Path:
+    """`$CAMPUS_SYNC_HOME` (default `.campus_sync/` in the project): embedded database, caches.
+
+    Same rule as `db.home()`, here so that parse-time code need not import the database layer.
+    """
+    return Path(os.environ.get("CAMPUS_SYNC_HOME", PROJECT_ROOT / ".campus_sync"))

@@ -23,6 +23,7 @@ class RunOutcome:
     run_id: str
     state: str
     task_states: dict[str, str] = field(default_factory=dict)  # "group.task[i]" -> state
+    labels: dict[str, str] = field(default_factory=dict)  # "group.task[i]" -> rendered map index
 
     @property
     def ok(self) -> bool:
@@ -99,9 +100,12 @@ def run_dag(dag_id: str, conf: dict | None = None) -> RunOutcome:
     from airflow.utils.session import create_session
 
     states: dict[str, str] = {}
+    labels: dict[str, str] = {}
     with create_session() as session:
         for ti in run.get_task_instances(session=session):
             name = ti.task_id + (f"[{ti.map_index}]" if ti.map_index >= 0 else "")
             states[name] = str(ti.state.value if hasattr(ti.state, "value") else ti.state)
+            if ti.rendered_map_index:
+                labels[name] = ti.rendered_map_index
     state = run.state.value if hasattr(run.state, "value") else str(run.state)
-    return RunOutcome(dag_id=dag_id, run_id=run.run_id, state=state, task_states=states)
+    return RunOutcome(dag_id=dag_id, run_id=run.run_id, state=state, task_states=states, labels=labels)

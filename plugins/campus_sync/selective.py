@@ -32,61 +32,13 @@ from campus_sync import config as config_mod
 from campus_sync import db, engine, history, tasks
 from campus_sync.hierarchy import Hierarchy, UnknownObjectError
 from campus_sync.hierarchy.model import YEAR_COLUMN
-from campus_sync.requests import RequestError
+from campus_sync.requests import RequestError  # noqa: F401 - re-exported
+from campus_sync.selective_input import (  # noqa: F401 - the form's parsing, re-exported
+    MAX_ID, MAX_IDS, SEPARATORS, SelectiveError, parse_ids, selective_objects)
 from campus_sync.schema import STATE_SCHEMA, ident, table
 
 KIND = "selective"
-MAX_IDS = 10_000
-MAX_ID = 2**63 - 1
-SEPARATORS = re.compile(r"[\s,]+")
-# JSON-schema pattern of the trigger form's text: numbers separated by commas, spaces or new lines.
-IDS_PATTERN = r"^[\s,]*[0-9]+([\s,]+[0-9]+)*[\s,]*$"
 NOT_FOUND = "not found at district"
-
-
-class SelectiveError(RequestError):
-    """The selective request is refused; nothing was written."""
-
-
-# ------------------------------------------------------------------------------ input
-def parse_ids(raw: Any) -> tuple[int, ...]:
-    """IDs from a string (one per line, or separated by commas or spaces) or a list.
-
-    Returns them sorted, each once. Any token that is not a whole number is refused, naming it.
-    """
-    if raw is None or raw == "" or raw == []:
-        raise SelectiveError("no IDs given: enter at least one ID (one per line, or separated by commas or spaces)")
-    if isinstance(raw, str):
-        tokens = [t for t in SEPARATORS.split(raw) if t]
-    elif isinstance(raw, (list, tuple)):
-        tokens = []
-        for item in raw:
-            if isinstance(item, bool) or not isinstance(item, (int, str)):
-                tokens.append(repr(item))
-            elif isinstance(item, int):
-                tokens.append(str(item))
-            else:
-                tokens.extend(t for t in SEPARATORS.split(item) if t)
-    else:
-        raise SelectiveError(f"IDs must be text or a list of numbers, got {type(raw).__name__}")
-    if not tokens:
-        raise SelectiveError("no IDs given: enter at least one ID (one per line, or separated by commas or spaces)")
-    bad = [t for t in tokens if not re.fullmatch(r"[0-9]+", t) or not 0 < int(t) <= MAX_ID]
-    if bad:
-        shown = ", ".join(repr(t) for t in dict.fromkeys(bad))
-        noun = "ID" if len(set(bad)) == 1 else "IDs"
-        raise SelectiveError(f"{noun} {shown} not a positive whole number: IDs are district personIDs "
-                             "or enrollmentIDs, one per line or separated by commas or spaces")
-    keys = tuple(sorted({int(t) for t in tokens}))
-    if len(keys) > MAX_IDS:
-        raise SelectiveError(f"{len(keys)} IDs given; a selective sync takes at most {MAX_IDS} "
-                             "(use a partial resync for more)")
-    return keys
-
-
-def selective_objects(graph: Hierarchy) -> tuple[str, ...]:
-    """Objects a selective sync can start from: those declaring a `selective_key`."""
-    return tuple(n for n in graph.names if graph.spec(n).selective_key)
 
 
 def plan(graph: Hierarchy, obj: str, state: str | None) -> tuple[str, ...]:

@@ -21,18 +21,20 @@ import datetime as dt
 from airflow.sdk import DAG, Param, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from campus_sync import config, hierarchy, requests, selective
-from campus_sync.dagbuild import DEFAULT_ARGS, district_param, triggering_user
+from campus_sync import config, hierarchy, requests, selective_input
+from campus_sync.dagbuild import (BOOKKEEPING_ARGS, DEFAULT_ARGS, district_param, explain_missing_start, refused,
+                                   triggering_user)
 
 START = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
 
 
 def selective_params(cfg: config.Config | None = None) -> dict[str, Param]:
-    """The trigger form. The JSON schema refuses what it can (unknown object or district, IDs that
-    are not numbers); the first task checks the rest and names the bad token."""
+    """The trigger form. The JSON schema refuses an unknown object or district and empty IDs; the
+    first task parses the IDs and names each bad token (a JSON-schema pattern on the text could
+    only quote the whole text and the regex back to the user)."""
     cfg = cfg or config.load()
     graph = hierarchy.load()
-    objects = [o for o in selective.selective_objects(graph) if graph.spec(o).applies_to(cfg.state)]
+    objects = [o for o in selective_input.selective_objects(graph) if graph.spec(o).applies_to(cfg.state)]
     keys = {o: graph.spec(o).selective_key for o in objects}
     district_kwargs = {"default": cfg.district_ids[0]} if len(cfg.district_ids) == 1 else {}
     return {
@@ -49,11 +51,10 @@ def selective_params(cfg: config.Config | None = None) -> dict[str, Param]:
                         "or separated by commas or spaces. A run's conf may also give a list.",
             examples=["3667, 3669"],
             minLength=1,
-            maxLength=20 * selective.MAX_IDS,
-            pattern=selective.IDS_PATTERN,
+            maxLength=20 * selective_input.MAX_IDS,
             minItems=1,
-            maxItems=selective.MAX_IDS,
-            items={"type": ["integer", "string"], "minimum": 1, "pattern": r"^\s*[0-9]+\s*$"},
+            maxItems=selective_input.MAX_IDS,
+            items={"type": ["integer", "string"], "minimum": 1},
         ),
         "district": Param(
             type="string", enum=list(cfg.district_ids), title="District",
@@ -86,9 +87,12 @@ def build_selective_dag(dag_id: str = "campus_selective_sync", *, doc_md: str | 
         render_template_as_native_obj=True,
     ) as dag:
 
-        @task(task_id="start_request", retries=0)
+        @task(task_id="start_request", **BOOKKEEPING_ARGS)
         def start_request() -> dict:
-            """Validate object, district and IDs; record the batch. Bad input writes nothing."""
+            """Validate object, district and IDs; record the batch. Bad input writes nothing.
+            Idempotent (one batch per run_id), so transient failures retry."""
+            from campus_sync import selective
+
             context = get_current_context()
             params = dict(context["params"])
             user = triggering_user(context, params)
@@ -96,23 +100,30 @@ def build_selective_dag(dag_id: str = "campus_selective_sync", *, doc_md: str | 
                 requests.check_conf_keys(context["dag_run"].conf, context["dag"].params.keys())
                 req = selective.build_request(hierarchy.load(), config.load(), params, user=user)
             except requests.RequestError as exc:
-                raise AirflowFailException(f"request refused: {exc}") from None
+                raise refused(context, exc) from None
             return selective.start(req, dag_id=context["dag"].dag_id, run_id=context["run_id"])
 
         @task(task_id="sync_objects")
         def sync_objects(unit: dict) -> dict:
             """The object, then its children carrying the key, parents first, one transaction each."""
+            from campus_sync import selective
+
             outcome = selective.sync(unit)
             if outcome["failed"]:
                 raise AirflowFailException(f"objects failed: {', '.join(outcome['failed'])}"
                                            + (f"; not run: {', '.join(outcome['not_run'])}" if outcome["not_run"] else ""))
             return outcome
 
-        @task(task_id="finish_request", trigger_rule="all_done", retries=1)
+        @task(task_id="finish_request", trigger_rule="all_done", **BOOKKEEPING_ARGS)
         def finish_request(unit: dict | None) -> dict:
             """Per-ID outcomes, Records ok/total and the batch status; fail the run if an object failed."""
+            from campus_sync import selective, tasks
+
             if not unit:
-                raise AirflowFailException("the request was refused; see start_request")
+                context = get_current_context()
+                message = explain_missing_start(context["ti"])
+                tasks.abandon_request(context["dag"].dag_id, context["run_id"], message)
+                raise AirflowFailException(message)
             summary = selective.finish(unit)
             if summary["failed_objects"]:
                 raise AirflowFailException(f"objects failed: {', '.join(summary['failed_objects'])}")

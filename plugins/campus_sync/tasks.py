@@ -40,9 +40,24 @@ def start_request(params: dict, *, kind: str, user: str, dag_id: str, run_id: st
             districts=req.districts, objects=req.objects, dag_id=dag_id, run_id=run_id,
             details={"requested": list(req.requested)},
         )
-    return [{"batch_id": batch_id, "district_id": d, "objects": list(req.objects),
+    return [{"batch_id": batch_id, "district_id": d, "label": cfg.district(d).label, "objects": list(req.objects),
              "end_year": req.end_year, "school_year": req.school_year,
              "confirm_deletes": req.confirm_deletes} for d in req.districts]
+
+
+def abandon_request(dag_id: str, run_id: str, message: str) -> int | None:
+    """Close the run's batch as failed when start_request wrote it but did not hand out work.
+
+    A refused request writes no batch, so there is usually nothing to close; returns the
+    batch id closed, if any (the request never stays `running`).
+    """
+    with psycopg.connect(state_dsn()) as conn:
+        row = conn.execute("SELECT id FROM sync.batch WHERE dag_id = %s AND run_id = %s AND status = 'running'",
+                           (dag_id, run_id)).fetchone()
+        if row is None:
+            return None
+        history.finish_batch(conn, row[0], "failed", {"error": message})
+    return int(row[0])
 
 
 def run_object(name: str, unit: dict) -> dict[str, Any]:

@@ -51,7 +51,30 @@ def test_full_resync_shape(dagbag, graph):
     assert dag.catchup is False and dag.max_active_runs == 1
     ids = {t.task_id for t in dag.tasks}
     assert {f"district.{n}" for n in graph.enabled("KY")} <= ids
-    roster = dag.get_task("district.Roster")
-    assert roster.upstream_task_ids - {"start_request"} == {"district.Enrollment", "district.StructureGradeLevel"}
-    assert dag.get_task("district.TestScore").upstream_task_ids - {"start_request"} == {"district.Test"}
     assert "district.Title1KY" in ids and "district.AttendanceSDMinute" not in ids  # KY only
+    # every object task: after start_request (which may skip it), its parents and the ancestors
+    # whose keys it carries (so a skipped object in between cannot let it run early)
+    roster = dag.get_task("district.Roster")
+    assert roster.upstream_task_ids == {"start_request", "district.Enrollment", "district.StructureGradeLevel",
+                                        "district.PersonIdentity"}
+    assert dag.get_task("district.Enrollment").upstream_task_ids == {
+        "start_request", "district.PersonIdentity", "district.Calendar", "district.ScheduleStructure"}
+    assert dag.get_task("district.TestScore").upstream_task_ids - {"start_request"} == {"district.Test",
+                                                                                         "district.PersonIdentity"}
+    assert all("start_request" in t.upstream_task_ids for t in dag.tasks if t.task_id.startswith("district."))
+    # start_request may tell the scheduler to skip objects (flag serialized for the scheduler)
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    served = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))
+    assert served.get_task("start_request").inherits_from_skipmixin
+    assert served.get_task("district.Roster").map_index_template == "{{ district_label | default('') }}"
+    assert served.get_task("start_request").retries >= 3 and served.get_task("finish_request").retries >= 3
+
+
+def test_districts_field_not_required(dagbag):
+    """The Airflow 3 form marks a param required unless its type allows null; empty = all."""
+    for dag_id in ("campus_full_resync", "campus_partial_resync", "campus_verification_summary"):
+        schema = dagbag.get_dag(dag_id).params.get_param("districts").schema
+        assert "null" in schema["type"] and "array" in schema["type"], (dag_id, schema)
+        for value in ([], None, ["0101"]):
+            dagbag.get_dag(dag_id).params.get_param("districts").resolve(value)

@@ -11,7 +11,7 @@ from campus_sync import runner
 pytestmark = [pytest.mark.airflow, pytest.mark.db]
 
 
-def test_selective_sync_dag(airflow_db, synced, student):
+def test_selective_sync_dag(airflow_db, synced, student, capsys):
     from airflow.sdk.exceptions import ParamValidationError
 
     state = synced["state"]
@@ -19,14 +19,23 @@ def test_selective_sync_dag(airflow_db, synced, student):
     for pid in (p, other):
         execute(state, "UPDATE state.personidentity SET lastname = 'Damaged' WHERE personid = %s", (pid,))
 
-    # refused at trigger time, naming the bad value; no batch is made
-    with pytest.raises(ParamValidationError, match="abc"):
-        runner.run_dag("campus_selective_sync", {"object": "PersonIdentity", "ids": f"{p}, abc", "district": DISTRICT})
+    # refused at trigger time by the form's schema (unknown district, no IDs); no batch is made
+    with pytest.raises(ParamValidationError, match="9999"):
+        runner.run_dag("campus_selective_sync", {"object": "PersonIdentity", "ids": f"{p}", "district": "9999"})
+    with pytest.raises(ParamValidationError, match="param ids"):
+        runner.run_dag("campus_selective_sync", {"object": "PersonIdentity", "ids": "", "district": DISTRICT})
     assert q(state, "SELECT count(*) FROM sync.batch") == [(0,)]
 
-    # the first task refuses what the form's schema lets through (here an ID of 0)
-    out = runner.run_dag("campus_selective_sync", {"object": "PersonIdentity", "ids": "0 12", "district": DISTRICT})
+    # a bad ID is refused by the first task naming just the bad tokens (not the whole text and a
+    # regex), and finish_request says it was refused; no batch is made
+    capsys.readouterr()
+    out = runner.run_dag("campus_selective_sync", {"object": "PersonIdentity", "ids": f"{p}, abc\n0 12",
+                                                   "district": DISTRICT})
     assert out.state == "failed" and out.task_states["start_request"] == "failed", out.task_states
+    assert out.task_states["finish_request"] == "failed"
+    logged = capsys.readouterr().out
+    assert logged.count("request refused: IDs 'abc', '0' not a positive whole number") >= 2, logged[-3000:]
+    assert f"{p}, abc" not in logged and "[0-9]" not in logged
     assert q(state, "SELECT count(*) FROM sync.batch") == [(0,)]
 
     # a list of IDs (as a run's conf may give it), with a duplicate and an unknown one

@@ -1,4 +1,5 @@
-"""`campus-sync bench --rows N [--json]`: engine speed against a raw COPY pipe and insert_rows."""
+"""`campus-sync bench --rows N [--json]`: engine speed against a raw COPY pipe and insert_rows.
+`campus-sync bench airflow [...]`: per-task cost of a resync under the real scheduler."""
 
 from __future__ import annotations
 
@@ -15,17 +16,60 @@ def _positive(text: str) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser("bench", help="time the engine on N generated PersonIdentity rows "
-                                     "(databases campus_bench_district / campus_bench_state)")
+                                     "(databases campus_bench_district / campus_bench_state); "
+                                     "`bench airflow`: a resync's per-task cost under the real scheduler")
+    b.add_argument("target", nargs="?", choices=["engine", "airflow"], default="engine",
+                   help="engine (default) or airflow")
     b.add_argument("--rows", type=_positive, default=1_000_000, help="rows to generate (default 1000000)")
     b.add_argument("--insert-rows-max", type=_positive, default=None, metavar="N",
                    help="time insert_rows on at most N rows and scale linearly (default 100000)")
     b.add_argument("--repeat", type=_positive, default=None, metavar="N",
                    help="rounds to run; every figure is the median (default 3)")
     b.add_argument("--json", action="store_true", help="print one JSON object")
+    a = b.add_argument_group("bench airflow")
+    a.add_argument("--url", help="Airflow base URL (default: the local deployment's, see --start)")
+    a.add_argument("--user", default="admin", help="Airflow user (default admin)")
+    a.add_argument("--password", help="default: from $AIRFLOW_HOME/simple_auth_manager_passwords.json.generated")
+    a.add_argument("--dag", default="campus_full_resync", help="DAG to run (default campus_full_resync)")
+    a.add_argument("--conf", default="{}", help="the run's conf as JSON (default {})")
+    a.add_argument("--start", action="store_true",
+                   help="start a local Airflow for the bench (as `make airflow`) and stop it afterwards")
+    a.add_argument("--port", type=_positive, default=8080, help="with --start: API/UI port (default 8080)")
+    a.add_argument("--timeout", type=_positive, default=1800, help="seconds to wait for the run (default 1800)")
     b.set_defaults(func=cmd_bench)
 
 
+def cmd_bench_airflow(args: argparse.Namespace) -> int:
+    import os
+    from pathlib import Path
+
+    from campus_sync import bench_airflow, db, tasks
+
+    deployment = None
+    if args.start:
+        from campus_sync.airflow_local import LocalAirflow  # the `make airflow` launcher
+
+        deployment = LocalAirflow(port=args.port)
+        deployment.start()
+    try:
+        home = deployment.home if deployment else Path(os.environ.get("AIRFLOW_HOME") or db.home() / "airflow")
+        url = args.url or (deployment.base_url if deployment else f"http://localhost:{args.port}")
+        password = args.password
+        if password is None:
+            pw_file = home / "simple_auth_manager_passwords.json.generated"
+            password = json.loads(pw_file.read_text())[args.user] if pw_file.exists() else ""
+        client = bench_airflow.Client(url, args.user, password)
+        res = bench_airflow.run(client, tasks.state_dsn(), args.dag, json.loads(args.conf), timeout=args.timeout)
+    finally:
+        if deployment is not None:
+            deployment.stop()
+    print(bench_airflow.to_json(res) if args.json else bench_airflow.format_report(res))
+    return 0 if res["state"] == "success" else 1
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.target == "airflow":
+        return cmd_bench_airflow(args)
     from campus_sync import bench  # psycopg and, later, Airflow: only when the command runs
 
     res = bench.run(args.rows, args.insert_rows_max or bench.INSERT_ROWS_MAX, args.repeat or bench.REPEATS)

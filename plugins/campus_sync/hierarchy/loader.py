@@ -190,13 +190,19 @@ def read_specs(path: Path) -> tuple[list[ObjectSpec], list[str]]:
     return specs, problems
 
 
-def compile_path(path: Path | str, sql_root: Path | str | None = None) -> Hierarchy:
+def compile_path(path: Path | str, sql_root: Path | str | None = None, *, cached: bool = False) -> Hierarchy:
     """Compile a hierarchy folder (or one file). SQL files are checked when `sql_root` exists.
 
-    By default `sql_root` is the `sql/` folder next to the hierarchy folder.
+    By default `sql_root` is the `sql/` folder next to the hierarchy folder. `cached`: take the
+    parsed YAML from the disk cache when the files are unchanged (see `hierarchy.cache`).
     """
     path = Path(path)
-    specs, problems = read_specs(path)
+    if cached:
+        from campus_sync.hierarchy import cache
+
+        specs, problems = cache.read_specs(path, read_specs)
+    else:
+        specs, problems = read_specs(path)
     root = Path(sql_root) if sql_root is not None else (path if path.is_dir() else path.parent).parent / "sql"
     if root.is_dir():
         for spec in specs:
@@ -208,4 +214,4 @@ def compile_path(path: Path | str, sql_root: Path | str | None = None) -> Hierar
 @functools.lru_cache(maxsize=1)
 def load() -> Hierarchy:
     """The project's hierarchy, compiled once per process (DAG files import this)."""
-    return compile_path(paths.hierarchy_dir(), paths.sql_dir())
+    return compile_path(paths.hierarchy_dir(), paths.sql_dir(), cached=True)

@@ -1,0 +1,208 @@
+"""`campus-sync bench airflow`: what a resync costs under the real scheduler, per task.
+
+Triggers a DAG run through Airflow's REST API (`/api/v2`, token from `/auth/token`), waits for it
+to end, then for every object task instance reports:
+
+- **queued→end**: from the task instance's `queued_when` to its `end_date` (what the user waits);
+- **SQL**: the object's time in the engine, from the history (`sync.batch_result` started/finished,
+  written by the task around `engine.sync_object`);
+- **parse**: `dag_file_parse_ms` of the task's "Worker startup parse complete" log line (the DAG
+  file re-parse every task does);
+- **overhead** = queued→end − SQL,
+
+with medians and the ratio median overhead / median SQL (target ≤ 3). Plain Python + httpx (an
+Airflow dependency) + psycopg; no Airflow import, so it measures any deployment it can reach.
+`--start` runs it on a fresh local Airflow (`campus_sync.airflow_local`, what `make airflow`
+starts) and stops it afterwards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import statistics
+import time
+from dataclasses import asdict, dataclass
+
+GROUP = "district."
+PARSE_RE = re.compile(r"dag_file_parse_ms['\"]?\s*[:=]\s*(\d+)")
+
+
+@dataclass
+class TaskTiming:
+    task_id: str
+    map_index: int
+    label: str
+    state: str
+    queued_to_end: float | None  # seconds
+    run: float | None  # start_date → end_date
+    sql: float | None  # engine time from the history
+    parse: float | None  # DAG-file parse at worker start-up
+
+    @property
+    def overhead(self) -> float | None:
+        if self.queued_to_end is None or self.sql is None:
+            return None
+        return self.queued_to_end - self.sql
+
+
+def _ts(value: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+def _seconds(a: dt.datetime | None, b: dt.datetime | None) -> float | None:
+    return (b - a).total_seconds() if a and b else None
+
+
+class Client:
+    """Just the REST calls the bench needs (bearer token from /auth/token)."""
+
+    def __init__(self, base_url: str, username: str, password: str):
+        import httpx
+
+        token = httpx.post(f"{base_url}/auth/token", json={"username": username, "password": password},
+                           timeout=60)
+        token.raise_for_status()
+        self.http = httpx.Client(base_url=base_url, timeout=120,
+                                 headers={"Authorization": f"Bearer {token.json()['access_token']}"})
+
+    def get(self, path: str, **params) -> dict:
+        r = self.http.get(path, params=params)
+        r.raise_for_status()
+        return r.json()
+
+    def wait_dag(self, dag_id: str, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while self.http.get(f"/api/v2/dags/{dag_id}").status_code != 200:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{dag_id} not parsed by the dag-processor after {timeout:.0f} s")
+            time.sleep(2)
+
+    def trigger(self, dag_id: str, conf: dict) -> str:
+        self.http.patch(f"/api/v2/dags/{dag_id}", params={"update_mask": "is_paused"}, json={"is_paused": False})
+        r = self.http.post(f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf})
+        if r.status_code >= 400:
+            raise RuntimeError(f"trigger {dag_id}: HTTP {r.status_code}: {r.text}")
+        return r.json()["dag_run_id"]
+
+    def wait_run(self, dag_id: str, run_id: str, timeout: float) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            run = self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
+            if run["state"] in ("success", "failed"):
+                return run
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{dag_id} {run_id} still {run['state']} after {timeout:.0f} s")
+            time.sleep(3)
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
+        out, offset = [], 0
+        while True:
+            page = self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", limit=100, offset=offset)
+            out += page["task_instances"]
+            offset += len(page["task_instances"])
+            if not page["task_instances"] or offset >= page["total_entries"]:
+                return out
+
+    def parse_ms(self, dag_id: str, run_id: str, ti: dict) -> float | None:
+        """dag_file_parse_ms of the task's last try (from its log, through the REST API)."""
+        params = {"map_index": ti["map_index"]} if ti["map_index"] >= 0 else {}
+        r = self.http.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{ti['task_id']}"
+                          f"/logs/{max(ti.get('try_number') or 1, 1)}", params={**params, "full_content": True},
+                          headers={"Accept": "application/json"})
+        if r.status_code != 200:
+            return None
+        found = PARSE_RE.findall(r.text)
+        return float(found[-1]) if found else None
+
+
+def sql_seconds(state_dsn: str, dag_id: str, run_id: str) -> dict[tuple[str, str], float]:
+    """(district, object) → engine seconds, from the run's batch in the history."""
+    import psycopg
+
+    with psycopg.connect(state_dsn) as conn:
+        rows = conn.execute(
+            """SELECT r.district_id, r.object, extract(epoch FROM r.finished_at - r.started_at)
+                 FROM sync.batch_result r JOIN sync.batch b ON b.id = r.batch_id
+                WHERE b.dag_id = %s AND b.run_id = %s AND r.finished_at IS NOT NULL""",
+            (dag_id, run_id)).fetchall()
+    return {(d, o): float(s) for d, o, s in rows}
+
+
+def collect(client: Client, state_dsn: str, dag_id: str, run_id: str) -> list[TaskTiming]:
+    """One TaskTiming per object task instance that ran (skipped ones have no cost to measure)."""
+    sql = sql_seconds(state_dsn, dag_id, run_id)
+    out = []
+    for ti in sorted(client.task_instances(dag_id, run_id), key=lambda t: (t["task_id"], t["map_index"])):
+        if ti["state"] == "skipped":
+            continue
+        label = ti.get("rendered_map_index") or (str(ti["map_index"]) if ti["map_index"] >= 0 else "")
+        district = label.split(" ", 1)[0]
+        obj = ti["task_id"][len(GROUP):] if ti["task_id"].startswith(GROUP) else None
+        queued = _ts(ti.get("queued_when")) or _ts(ti.get("scheduled_when"))
+        start, end = _ts(ti.get("start_date")), _ts(ti.get("end_date"))
+        parse = client.parse_ms(dag_id, run_id, ti)
+        out.append(TaskTiming(task_id=ti["task_id"], map_index=ti["map_index"], label=label, state=ti["state"],
+                              queued_to_end=_seconds(queued, end), run=_seconds(start, end),
+                              sql=sql.get((district, obj)) if obj else None,
+                              parse=parse / 1000 if parse is not None else None))
+    return out
+
+
+def _median(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def summary(timings: list[TaskTiming], wall: float | None = None) -> dict:
+    objects = [t for t in timings if t.task_id.startswith(GROUP)]
+    med = {
+        "queued_to_end": _median(t.queued_to_end for t in objects),
+        "run": _median(t.run for t in objects),
+        "sql": _median(t.sql for t in objects),
+        "overhead": _median(t.overhead for t in objects),
+        "parse": _median(t.parse for t in timings),
+    }
+    ratio = med["overhead"] / med["sql"] if med["overhead"] is not None and med["sql"] else None
+    return {"tasks": len(timings), "object_tasks": len(objects), "wall_seconds": wall, "median": med,
+            "overhead_ratio": ratio, "target_ratio": 3.0}
+
+
+def run(client: Client, state_dsn: str, dag_id: str, conf: dict, timeout: float = 1800) -> dict:
+    client.wait_dag(dag_id)
+    t0 = time.monotonic()
+    run_id = client.trigger(dag_id, conf)
+    dag_run = client.wait_run(dag_id, run_id, timeout)
+    wall = time.monotonic() - t0
+    timings = collect(client, state_dsn, dag_id, run_id)
+    return {"dag_id": dag_id, "run_id": run_id, "state": dag_run["state"], "conf": conf,
+            **summary(timings, wall), "timings": [asdict(t) | {"overhead": t.overhead} for t in timings]}
+
+
+def _f(v: float | None, unit: str = "s") -> str:
+    return "-" if v is None else f"{v:.2f}{unit}"
+
+
+def format_report(res: dict) -> str:
+    lines = [f"{'task':36s} {'district':32s} {'state':8s} {'queued→end':>10s} {'run':>8s} "
+             f"{'SQL':>8s} {'parse':>8s} {'overhead':>9s}"]
+    for t in res["timings"]:
+        lines.append(f"{t['task_id']:36s} {t['label'][:32]:32s} {t['state'][:8]:8s} {_f(t['queued_to_end']):>10s} "
+                     f"{_f(t['run']):>8s} {_f(t['sql']):>8s} {_f(t['parse']):>8s} {_f(t['overhead']):>9s}")
+    m = res["median"]
+    ratio = res["overhead_ratio"]
+    lines += [
+        "",
+        f"{res['dag_id']} {res['run_id']}: {res['state']}, {res['tasks']} task instances ran "
+        f"({res['object_tasks']} object tasks), wall {_f(res['wall_seconds'])}",
+        f"medians per object task: queued→end {_f(m['queued_to_end'])}, run {_f(m['run'])}, "
+        f"SQL {_f(m['sql'])}, overhead {_f(m['overhead'])}; DAG-file parse {_f(m['parse'])}",
+        f"overhead ratio (median overhead / median SQL): {'-' if ratio is None else f'{ratio:.1f}x'} "
+        f"(target ≤ {res['target_ratio']:.0f}x)",
+    ]
+    return "\n".join(lines)
+
+
+def to_json(res: dict) -> str:
+    return json.dumps(res, default=str)
