@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from airflow.sdk import DAG, Param, get_current_context, task, task_group
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from campus_sync import engine, hierarchy, requests, tasks
+from campus_sync import attendance, config, engine, hierarchy, requests, tasks
 
 GROUP = "district"
 DEFAULT_ARGS = {
@@ -55,6 +55,7 @@ def build_resync_dag(dag_id: str, *, kind: str, objects: Iterable[str], params: 
     graph = hierarchy.load()
     names = list(objects)
     present = set(names)
+    refresh = with_attendance_refresh(names, params)
 
     with DAG(
         dag_id=dag_id,
@@ -101,6 +102,8 @@ def build_resync_dag(dag_id: str, *, kind: str, objects: Iterable[str], params: 
                 for parent in graph.parents(name):
                     if parent in present:
                         made[parent] >> made[name]
+            if refresh:
+                attendance_refresh_task(unit) >> made[attendance.AGGREGATE]
 
         @task(task_id="finish_request", trigger_rule="all_done", retries=1, multiple_outputs=False)
         def finish_request(units: list[dict] | None):
@@ -114,7 +117,10 @@ def build_resync_dag(dag_id: str, *, kind: str, objects: Iterable[str], params: 
             outcomes = {}
             indexes = list(range(len(units)))
             planned = {n for u in units for n in u["objects"]}
-            for name in names:
+            if refresh and attendance.AGGREGATE in planned and any(
+                    states.get(f"{GROUP}.{attendance.REFRESH}_{i}") != "skipped" for i in indexes):
+                planned.add(attendance.REFRESH)
+            for name in names + ([attendance.REFRESH] if refresh else []):
                 if name not in planned:  # skipped in every district: no result (and no XCom to pull)
                     continue
                 results = ti.xcom_pull(task_ids=f"{GROUP}.{name}", map_indexes=indexes)
@@ -133,3 +139,38 @@ def build_resync_dag(dag_id: str, *, kind: str, objects: Iterable[str], params: 
         group = district.expand(unit=units)
         units >> group >> finish_request(units)
     return dag
+
+
+# ----------------------------------------------------------------- attendance refresh (issue 13)
+def with_attendance_refresh(names: list[str], params: dict) -> bool:
+    """Whether a DAG running `names` gets the AttendanceAggregationRefresh task (and adds its
+    per-run switch to `params`): AttDayAggregation is among them and the deployment has a refresh."""
+    if not attendance.in_plan(names) or not config.load().attendance_refresh.enabled:
+        return False
+    params.setdefault(attendance.PARAM, Param(
+        True, type="boolean", title="Attendance Aggregation Refresh",
+        description="Run each district's attendance aggregation refresh before AttDayAggregation syncs "
+                    "(off: sync the aggregates as the district has them).",
+    ))
+    return True
+
+
+def attendance_refresh_task(unit):
+    """The district's refresh, its own task in the district group, upstream of AttDayAggregation
+    (seed 003: the refresh first, then the resync). Fails at once on a refused statement, so
+    AttDayAggregation ends upstream_failed and stale aggregates are not synced."""
+
+    @task(task_id=attendance.REFRESH, multiple_outputs=False)
+    def refresh_attendance(unit: dict):
+        if not attendance.in_plan(unit["objects"]):
+            raise AirflowSkipException(f"{attendance.AGGREGATE} is not part of this request")
+        requested = get_current_context()["params"].get(attendance.PARAM, True)
+        try:
+            result = attendance.run_refresh(unit, requested=requested is not False)
+        except attendance.RefreshError as exc:  # not transient: do not retry
+            raise AirflowFailException(str(exc)) from None
+        if result is None:
+            raise AirflowSkipException(attendance.OFF_MESSAGE)
+        return result
+
+    return refresh_attendance(unit)

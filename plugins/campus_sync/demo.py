@@ -29,6 +29,9 @@ LAST = ["Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "D
         "Anderson", "Thomas", "Taylor", "Moore", "Jackson", "Martin", "Lee", "Thompson", "White"]
 GRADES = ["KG", "01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11", "12"]
 ORPHAN_PERSON = 99_000_001  # a personID no district row has
+ATTENDANCE_DAYS = 10  # school days of daily attendance per enrollment (two periods each)
+ATTENDANCE_COLUMNS = ("attendanceID", "enrollmentID", "personID", "calendarID", "endYear", "date", "periodID",
+                      "scheduledMinutes", "presentMinutes", "status", "excuseID")
 Row = dict[str, object]
 
 
@@ -46,6 +49,7 @@ class Generator:
         self.state = state
         self.base = (index + 1) * 1_000_000
         self.rows: dict[str, list[Row]] = {}
+        self.attendance: list[Row] = []  # campus.attendance (district-only, see attdayaggregation)
         self._next: dict[str, int] = {}
 
     def next_id(self, name: str) -> int:
@@ -178,6 +182,45 @@ class Generator:
         score(t["State Reading"], staff[0], self.date_in(self.end_year))          # 6 not enrolled
         return out
 
+    def attdayaggregation(self) -> list[Row]:
+        """Daily attendance (two periods a day, the first ATTENDANCE_DAYS weekdays of each calendar)
+        for every enrollment the state accepts, and AttDayAggregation as the district's nightly job
+        left it: in step with the daily records, so the first refresh changes nothing."""
+        excuses: dict[int, list[int]] = {}
+        for x in self.rows.get("AttendanceExcuse", []):
+            excuses.setdefault(x["calendarID"], []).append(x["excuseID"])
+        cal = {c["calendarID"]: c for c in self.rows["Calendar"]}
+        out: list[Row] = []
+        for e in self.rows["Enrollment"]:
+            c = cal[e["calendarID"]]
+            if e["stateExclude"] or c["stateExclude"] or e["personID"] == ORPHAN_PERSON:
+                continue
+            day, days = c["startDate"], 0
+            while days < ATTENDANCE_DAYS:
+                if day.weekday() < 5:
+                    days += 1
+                    present = absent = 0
+                    excuse = None
+                    for period in (1, 2):
+                        roll = self.rng.random()
+                        status, minutes = ("A", 0) if roll < 0.06 else ("T", 180 - self.rng.randrange(5, 40)) \
+                            if roll < 0.09 else ("P", 180)
+                        ex = self.rng.choice(excuses[c["calendarID"]]) if status == "A" and \
+                            excuses.get(c["calendarID"]) and self.rng.random() < 0.7 else None
+                        self.attendance.append({
+                            "attendanceID": self.next_id("Attendance"), "enrollmentID": e["enrollmentID"],
+                            "personID": e["personID"], "calendarID": c["calendarID"], "endYear": e["endYear"],
+                            "date": day, "periodID": period, "scheduledMinutes": 180, "presentMinutes": minutes,
+                            "status": status, "excuseID": ex})
+                        present += minutes
+                        absent += 180 - minutes
+                        excuse = excuse or ex
+                    out.append({"aggregationID": self.next_id("AttDayAggregation"), "enrollmentID": e["enrollmentID"],
+                                "personID": e["personID"], "calendarID": c["calendarID"], "endYear": e["endYear"],
+                                "date": day, "minutesPresent": present, "minutesAbsent": absent, "excuseID": excuse})
+                day += dt.timedelta(days=1)
+        return out
+
     # ---------------------------------------------------------------- generic objects
     def generic(self, spec: ObjectSpec) -> list[Row]:
         driver = spec.parents[-1] if spec.parents else None
@@ -240,7 +283,8 @@ class Generator:
         special = {"District": self.district, "School": self.school, "Calendar": self.calendar,
                    "ScheduleStructure": self.schedulestructure,
                    "StructureGradeLevel": self.structuregradelevel, "PersonIdentity": self.personidentity,
-                   "Enrollment": self.enrollment, "Test": self.test, "TestScore": self.testscore}
+                   "Enrollment": self.enrollment, "Test": self.test, "TestScore": self.testscore,
+                   "AttDayAggregation": self.attdayaggregation}
         for name in names:
             spec = self.g.spec(name)
             if name == "PersonIdentityNoStateIDOnly":
@@ -263,11 +307,13 @@ def seed_district(conn: psycopg.Connection, graph: Hierarchy, district: District
     """Replace the demo district's rows; return rows written per object."""
     names = _needed(graph, state)
     ensure_district_schema(conn, graph)
-    rows = Generator(graph, district, index, students, seed, end_year, state).build(names)
+    gen = Generator(graph, district, index, students, seed, end_year, state)
+    rows = gen.build(names)
     counts: dict[str, int] = {}
     with conn.transaction():
         for name in reversed(graph.names):
             conn.execute(sql.SQL("TRUNCATE {}").format(table(DISTRICT_SCHEMA, graph.spec(name))))
+        _seed_attendance(conn, gen.attendance)
         for name in names:
             spec = graph.spec(name)
             cols = sql.SQL(", ").join(ident(c) for c in spec.column_names)
@@ -284,3 +330,18 @@ def iter_districts(config: Config, n: int | None) -> Iterator[tuple[int, Distric
     if n is not None and n > len(districts):
         raise ValueError(f"--districts {n}: only {len(districts)} districts are configured in {config.source}")
     yield from enumerate(districts[: n or len(districts)])
+
+
+def _seed_attendance(conn: psycopg.Connection, records: list[Row]) -> None:
+    """The district-only daily attendance, and the demo's refresh routine when there is any
+    (include/sql/demo/attendance_refresh.sql; a real district has its own)."""
+    conn.execute("TRUNCATE campus.attendance")
+    if not records:
+        return
+    from campus_sync import attendance
+
+    conn.execute(attendance.demo_routine_sql())
+    cols = sql.SQL(", ").join(ident(c) for c in ATTENDANCE_COLUMNS)
+    with conn.cursor().copy(sql.SQL("COPY campus.attendance ({}) FROM STDIN").format(cols)) as cp:
+        for r in records:
+            cp.write_row([r[c] for c in ATTENDANCE_COLUMNS])
