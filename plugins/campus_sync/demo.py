@@ -190,10 +190,12 @@ class Generator:
         for x in self.rows.get("AttendanceExcuse", []):
             excuses.setdefault(x["calendarID"], []).append(x["excuseID"])
         cal = {c["calendarID"]: c for c in self.rows["Calendar"]}
+        excluded_grades = {(g["structureID"], g["name"]) for g in self.rows["StructureGradeLevel"] if g["stateExclude"]}
         out: list[Row] = []
-        for e in self.rows["Enrollment"]:
+        for e in self.rows["Enrollment"]:  # the rules of include/sql/extract/enrollment.sql
             c = cal[e["calendarID"]]
-            if e["stateExclude"] or c["stateExclude"] or e["personID"] == ORPHAN_PERSON:
+            if e["stateExclude"] or c["stateExclude"] or e["personID"] == ORPHAN_PERSON \
+                    or (e["structureID"], e["grade"]) in excluded_grades:
                 continue
             day, days = c["startDate"], 0
             while days < ATTENDANCE_DAYS:
