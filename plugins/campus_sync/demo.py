@@ -113,6 +113,8 @@ class Generator:
                         "birthDate": dt.date(self.end_year - 6 - self.rng.randrange(0, 13), 1, 1)
                         + dt.timedelta(days=self.rng.randrange(365)),
                         "raceEthnicity": self.rng.choice(["1", "2", "3", "4", "5", "6", "7"])})
+        if all(p["stateID"] for p in out):  # small demos too: PersonIdentityNoStateIDOnly gets a row
+            out[1]["stateID"] = None
         return out
 
     def enrollment(self) -> list[Row]:

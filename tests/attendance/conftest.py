@@ -7,9 +7,6 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-NV_DISTRICTS = ("NV02", "NV16")
-YEAR = 2027
-
 
 @pytest.fixture
 def nv_config(tmp_path, monkeypatch):

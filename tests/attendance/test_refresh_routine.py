@@ -8,7 +8,7 @@ import datetime as dt
 
 import psycopg
 import pytest
-from conftest import YEAR
+from attendance_helpers import YEAR
 
 from campus_sync import attendance, config
 
