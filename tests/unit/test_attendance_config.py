@@ -60,3 +60,21 @@ def test_example_deployments(name, state):
     assert {"AttDayAggregation", "AttendanceExcuse"} <= set(enabled)
     assert "Title1KY" not in enabled and all(graph.spec(n).applies_to(state) for n in enabled)
     assert cfg.state_conn_id != "campus_state"  # its own state database, not the KY demo's
+
+
+def test_hierarchy_show_for_a_state(capsys):
+    """`campus-sync hierarchy show --state NV`: what an NV deployment syncs, the refresh noted."""
+    from campus_sync.cli import main
+
+    assert main(["hierarchy", "show", "--state", "NV", "--json"]) == 0
+    names = [o["name"] for o in __import__("json").loads(capsys.readouterr().out)["objects"]]
+    assert names == list(hierarchy.load().enabled("NV"))
+    assert "AttDayAggregation" in names and "Title1KY" not in names and "AttendanceBIEAbsentDays" not in names
+    assert main(["hierarchy", "show", "--state", "nv"]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(names)} objects synced for state NV" in out
+    assert "AttendanceAggregationRefresh: each district's attendance aggregation refresh runs first" in out
+    assert main(["hierarchy", "show", "--state", "KY"]) == 0
+    assert "AttendanceAggregationRefresh" not in capsys.readouterr().out
+    assert main(["hierarchy", "show", "Title1KY", "--state", "NV"]) == 1
+    assert "Title1KY does not apply to state NV" in capsys.readouterr().err
