@@ -51,8 +51,9 @@ def preset_objects(state: str, graph) -> list[str]:
 
 def _counts(cur) -> dict[str, int]:
     """Read the statement's report: one row whose `recomputed`/`rows_recomputed` column (else the
-    first column) is the rows recomputed, plus optional inserted/updated/deleted columns. A
-    statement that returns no rows (CALL, UPDATE ...) reports its rowcount."""
+    first column) is the rows recomputed, plus optional inserted/updated/deleted columns; a single
+    record value (`SELECT f(...)` of a function returning a row) is read by position in that
+    order. A statement that returns no rows (CALL, UPDATE ...) reports its rowcount."""
     if cur.description is None:
         return {"recomputed": max(cur.rowcount, 0)}
     row = cur.fetchone()
@@ -60,6 +61,9 @@ def _counts(cur) -> dict[str, int]:
         return {"recomputed": 0}
     names = [c.name.lower().removeprefix("rows_") for c in cur.description]
     values = dict(zip(names, row))
+    if len(row) == 1 and isinstance(row[0], (tuple, list)):  # `SELECT f(...)` of a row-returning f
+        row = tuple(row[0])
+        values = dict(zip(("recomputed", *COUNT_COLUMNS), row))
     out: dict[str, int] = {}
     first = values.get("recomputed", row[0])
     for key, value in [("recomputed", first)] + [(k, values.get(k)) for k in COUNT_COLUMNS]:
@@ -69,6 +73,8 @@ def _counts(cur) -> dict[str, int]:
             out[key] = int(value)
         except (TypeError, ValueError):
             raise RefreshError(f"the refresh statement reported {key} = {value!r}, not a row count") from None
+    if "recomputed" not in out:
+        raise RefreshError("the refresh statement reported no row count (NULL)")
     return out
 
 

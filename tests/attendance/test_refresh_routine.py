@@ -89,6 +89,10 @@ def report_shapes_and_refusals(nv):
     one = "SELECT (f).rows_recomputed FROM campus.refresh_attendance_aggregation(%(end_year)s) f"
     assert attendance.refresh(dsn, one.replace("(f).rows_recomputed", "f.rows_recomputed"),
                               end_year=YEAR, district_id="NV02") == {"recomputed": n}
+    assert attendance.refresh(dsn, "SELECT campus.refresh_attendance_aggregation(%(end_year)s)", end_year=YEAR,
+                              district_id="NV02") == {"recomputed": n, "inserted": 0, "updated": 0, "deleted": 0}
+    with pytest.raises(attendance.RefreshError, match="no row count"):
+        attendance.refresh(dsn, "SELECT NULL::int AS recomputed, %(end_year)s AS y", end_year=YEAR, district_id="NV02")
     assert attendance.refresh(dsn, "SELECT 5 AS n, %(district_id)s AS d WHERE %(end_year)s > 0",
                               end_year=YEAR, district_id="NV02") == {"recomputed": 5}
     upd = "UPDATE campus.attendance SET modifieddate = modifieddate WHERE endyear = %(end_year)s"
