@@ -10,7 +10,7 @@ import datetime as dt
 import functools
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -21,7 +21,7 @@ from campus_sync.hierarchy.loader import safe_load_plain
 DISTRICT_ID_RE = re.compile(r"^[A-Za-z0-9_]{1,20}$")
 CONN_ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,199}$")
 KNOWN_KEYS = ("state", "full_resync_schedule", "current_school_year", "state_conn_id", "districts",
-              "embedded_postgres", "max_delete_share", "delete_guard_min_rows")
+              "embedded_postgres", "max_delete_share", "delete_guard_min_rows", "attendance_refresh")
 
 
 class ConfigError(ValueError):
@@ -50,6 +50,7 @@ class Config:
     embedded_postgres: bool = False  # connections that resolve nowhere use the embedded server
     max_delete_share: float = 0.5  # mass-delete guard: refuse deleting more than this share...
     delete_guard_min_rows: int = 10  # ...of an object's state rows, when at least this many rows go
+    attendance_refresh: AttendanceRefresh = field(default_factory=lambda: AttendanceRefresh())
 
     def district(self, district_id: str) -> District:
         for d in self.districts:
@@ -145,6 +146,7 @@ def parse(path: Path) -> Config:
         embedded_postgres=embedded,
         max_delete_share=float(share),
         delete_guard_min_rows=min_rows,
+        attendance_refresh=parse_attendance_refresh(doc.get("attendance_refresh"), path),
     )
 
 
@@ -152,6 +154,54 @@ def _valid_cron(expr: str) -> bool:
     from croniter import croniter
 
     return bool(expr.strip()) and croniter.is_valid(expr.strip())
+
+
+# ----------------------------------------------------------------- attendance refresh (issue 13)
+# Seed 003: the district's Attendance Aggregation Refresh runs before AttDayAggregation syncs.
+# Real districts have their own routine, so the statement is per deployment; the demo's
+# (include/sql/demo/attendance_refresh.sql) is the default. It runs at the district with bound
+# parameters only: %(end_year)s (the request's school year) and optionally %(district_id)s.
+DEFAULT_ATTENDANCE_REFRESH_SQL = "SELECT * FROM campus.refresh_attendance_aggregation(%(end_year)s)"
+ATTENDANCE_REFRESH_PARAMS = ("end_year", "district_id")
+
+
+@dataclass(frozen=True)
+class AttendanceRefresh:
+    enabled: bool = True  # false: this deployment has no refresh routine; the task skips
+    sql: str = DEFAULT_ATTENDANCE_REFRESH_SQL
+
+
+def parse_attendance_refresh(raw, path: Path) -> AttendanceRefresh:
+    """`attendance_refresh: {sql: "...", enabled: true}` (all optional; absent = the demo's)."""
+    if raw is None:
+        return AttendanceRefresh()
+    where = f"{path}: attendance_refresh"
+    if raw is False:
+        return AttendanceRefresh(enabled=False)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a mapping like {{sql: \"SELECT ...(%(end_year)s)\"}} or false")
+    unknown = sorted(set(raw) - {"sql", "enabled"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}; use sql, enabled")
+    enabled = raw.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"{where}.enabled must be true or false, got {enabled!r}")
+    stmt = raw.get("sql", DEFAULT_ATTENDANCE_REFRESH_SQL)
+    if not isinstance(stmt, str) or not stmt.strip():
+        raise ConfigError(f"{where}.sql must be one SQL statement (a non-empty string)")
+    stmt = stmt.strip().rstrip(";").strip()
+    if ";" in stmt:
+        raise ConfigError(f"{where}.sql must be one statement (no ';')")
+    names = re.findall(r"%\(([^)]*)\)s", stmt)
+    bad = sorted(set(names) - set(ATTENDANCE_REFRESH_PARAMS))
+    if bad:
+        raise ConfigError(f"{where}.sql: unknown placeholder(s) {', '.join(bad)}; "
+                          f"use %(end_year)s and %(district_id)s")
+    if "end_year" not in names:
+        raise ConfigError(f"{where}.sql must pass the school year as %(end_year)s")
+    if re.search(r"%(?!\(\w+\)s|%)", stmt):
+        raise ConfigError(f"{where}.sql: a literal % must be written %%")
+    return AttendanceRefresh(enabled=enabled, sql=stmt)
 
 
 @functools.lru_cache(maxsize=4)

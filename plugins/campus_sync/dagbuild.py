@@ -33,7 +33,7 @@ from airflow.sdk.bases.decorator import task_decorator_factory
 from airflow.sdk.bases.skipmixin import XCOM_SKIPMIXIN_KEY, XCOM_SKIPMIXIN_SKIPPED
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from campus_sync import hierarchy, requests
+from campus_sync import attendance, config, hierarchy, requests
 
 GROUP = "district"
 REFUSED_KEY = "refused"  # start_request's XCom when the request is refused (read by finish_request)
@@ -152,6 +152,7 @@ def build_resync_dag(dag_id: str, *, kind: str, objects: Iterable[str], params: 
     graph = hierarchy.load()
     names = list(objects)
     present = set(names)
+    refresh = with_attendance_refresh(names, params)
 
     with DAG(
         dag_id=dag_id,
@@ -191,7 +192,10 @@ def build_resync_dag(dag_id: str, *, kind: str, objects: Iterable[str], params: 
             except requests.RequestError as exc:
                 raise refused(context, exc) from None
             planned = set(units[0]["objects"]) if units else set()
-            skip_downstream(context, (f"{GROUP}.{n}" for n in names if n not in planned))
+            unplanned = [n for n in names if n not in planned]
+            if refresh and not attendance.in_plan(planned):
+                unplanned.append(attendance.REFRESH)
+            skip_downstream(context, (f"{GROUP}.{n}" for n in unplanned))
             return units
 
         @task(trigger_rule="none_failed", multiple_outputs=False, map_index_template=MAP_INDEX_TEMPLATE)
@@ -218,6 +222,9 @@ def build_resync_dag(dag_id: str, *, kind: str, objects: Iterable[str], params: 
                 for parent in upstream_objects(graph, name):
                     if parent in present:
                         made[parent] >> made[name]
+            if refresh:
+                refresh_task = attendance_refresh_task(unit)
+                start >> refresh_task >> made[attendance.AGGREGATE]
 
         @task(task_id="finish_request", trigger_rule="all_done", multiple_outputs=False, **BOOKKEEPING_ARGS)
         def finish_request(units: list[dict] | None):
@@ -235,7 +242,10 @@ def build_resync_dag(dag_id: str, *, kind: str, objects: Iterable[str], params: 
             outcomes = {}
             indexes = list(range(len(units)))
             planned = {n for u in units for n in u["objects"]}
-            for name in names:
+            if refresh and attendance.AGGREGATE in planned and any(
+                    states.get(f"{GROUP}.{attendance.REFRESH}_{i}") != "skipped" for i in indexes):
+                planned.add(attendance.REFRESH)
+            for name in names + ([attendance.REFRESH] if refresh else []):
                 if name not in planned:  # skipped in every district: no result (and no XCom to pull)
                     continue
                 results = ti.xcom_pull(task_ids=f"{GROUP}.{name}", map_indexes=indexes)
@@ -253,3 +263,39 @@ def build_resync_dag(dag_id: str, *, kind: str, objects: Iterable[str], params: 
         group = district.expand(unit=units)
         group >> finish_request(units)
     return dag
+
+
+# ----------------------------------------------------------------- attendance refresh (issue 13)
+def with_attendance_refresh(names: list[str], params: dict) -> bool:
+    """Whether a DAG running `names` gets the AttendanceAggregationRefresh task (and adds its
+    per-run switch to `params`): AttDayAggregation is among them and the deployment has a refresh."""
+    if not attendance.in_plan(names) or not config.load().attendance_refresh.enabled:
+        return False
+    params.setdefault(attendance.PARAM, Param(
+        True, type="boolean", title="Attendance Aggregation Refresh",
+        description="Run each district's attendance aggregation refresh before AttDayAggregation syncs "
+                    "(off: sync the aggregates as the district has them).",
+    ))
+    return True
+
+
+def attendance_refresh_task(unit):
+    """The district's refresh, its own task in the district group, upstream of AttDayAggregation
+    (seed 003: the refresh first, then the resync). Fails at once on a refused statement, so
+    AttDayAggregation ends upstream_failed and stale aggregates are not synced."""
+
+    @task(task_id=attendance.REFRESH, multiple_outputs=False, map_index_template=MAP_INDEX_TEMPLATE)
+    def refresh_attendance(unit: dict):
+        get_current_context()["district_label"] = unit.get("label") or unit["district_id"]
+        if not attendance.in_plan(unit["objects"]):
+            raise AirflowSkipException(f"{attendance.AGGREGATE} is not part of this request")
+        requested = get_current_context()["params"].get(attendance.PARAM, True)
+        try:
+            result = attendance.run_refresh(unit, requested=requested is not False)
+        except attendance.RefreshError as exc:  # not transient: do not retry
+            raise AirflowFailException(str(exc)) from None
+        if result is None:
+            raise AirflowSkipException(attendance.OFF_MESSAGE)
+        return result
+
+    return refresh_attendance(unit)

@@ -36,6 +36,9 @@ GRADES = ["KG", "01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11"
 ORPHAN_PERSON = 99_000_001  # a personID no district row has
 # Objects that get one orphan row (personID ORPHAN_PERSON) per district: "a few orphans".
 ORPHAN_OBJECTS = ("ContactLog", "Enrollment", "Transportation")
+ATTENDANCE_DAYS = 10  # school days of daily attendance per enrollment (two periods each)
+ATTENDANCE_COLUMNS = ("attendanceID", "enrollmentID", "personID", "calendarID", "endYear", "date", "periodID",
+                      "scheduledMinutes", "presentMinutes", "status", "excuseID")
 Row = dict[str, object]
 
 
@@ -53,6 +56,7 @@ class Generator:
         self.state = state
         self.base = (index + 1) * 1_000_000
         self.rows: dict[str, list[Row]] = {}
+        self.attendance: list[Row] = []  # campus.attendance (district-only, see attdayaggregation)
         self._next: dict[str, int] = {}
         # single-column keys of each object's rows, and those the state refuses (by its rules or
         # because a parent is refused or missing): children hang only off accepted rows
@@ -120,6 +124,8 @@ class Generator:
                         "birthDate": dt.date(self.end_year - 6 - self.rng.randrange(0, 13), 1, 1)
                         + dt.timedelta(days=self.rng.randrange(365)),
                         "raceEthnicity": self.rng.choice(["1", "2", "3", "4", "5", "6", "7"])})
+        if all(p["stateID"] for p in out):  # small demos too: PersonIdentityNoStateIDOnly gets a row
+            out[1]["stateID"] = None
         return out
 
     def enrollment(self) -> list[Row]:
@@ -187,6 +193,47 @@ class Generator:
         score(t["Old Social Studies"], enrolled[4], self.date_in(self.end_year - 4))  # 4 out of scope year
         score(t["Locked Writing"], enrolled[5], self.date_in(self.end_year))      # 5 district-locked
         score(t["State Reading"], staff[0], self.date_in(self.end_year))          # 6 not enrolled
+        return out
+
+    def attdayaggregation(self) -> list[Row]:
+        """Daily attendance (two periods a day, the first ATTENDANCE_DAYS weekdays of each calendar)
+        for every enrollment the state accepts, and AttDayAggregation as the district's nightly job
+        left it: in step with the daily records, so the first refresh changes nothing."""
+        excuses: dict[int, list[int]] = {}
+        for x in self.rows.get("AttendanceExcuse", []):
+            excuses.setdefault(x["calendarID"], []).append(x["excuseID"])
+        cal = {c["calendarID"]: c for c in self.rows["Calendar"]}
+        excluded_grades = {(g["structureID"], g["name"]) for g in self.rows["StructureGradeLevel"] if g["stateExclude"]}
+        out: list[Row] = []
+        for e in self.rows["Enrollment"]:  # the rules of include/sql/extract/enrollment.sql
+            c = cal[e["calendarID"]]
+            if e["stateExclude"] or c["stateExclude"] or e["personID"] == ORPHAN_PERSON \
+                    or (e["structureID"], e["grade"]) in excluded_grades:
+                continue
+            day, days = c["startDate"], 0
+            while days < ATTENDANCE_DAYS:
+                if day.weekday() < 5:
+                    days += 1
+                    present = absent = 0
+                    excuse = None
+                    for period in (1, 2):
+                        roll = self.rng.random()
+                        status, minutes = ("A", 0) if roll < 0.06 else ("T", 180 - self.rng.randrange(5, 40)) \
+                            if roll < 0.09 else ("P", 180)
+                        ex = self.rng.choice(excuses[c["calendarID"]]) if status == "A" and \
+                            excuses.get(c["calendarID"]) and self.rng.random() < 0.7 else None
+                        self.attendance.append({
+                            "attendanceID": self.next_id("Attendance"), "enrollmentID": e["enrollmentID"],
+                            "personID": e["personID"], "calendarID": c["calendarID"], "endYear": e["endYear"],
+                            "date": day, "periodID": period, "scheduledMinutes": 180, "presentMinutes": minutes,
+                            "status": status, "excuseID": ex})
+                        present += minutes
+                        absent += 180 - minutes
+                        excuse = excuse or ex
+                    out.append({"aggregationID": self.next_id("AttDayAggregation"), "enrollmentID": e["enrollmentID"],
+                                "personID": e["personID"], "calendarID": c["calendarID"], "endYear": e["endYear"],
+                                "date": day, "minutesPresent": present, "minutesAbsent": absent, "excuseID": excuse})
+                day += dt.timedelta(days=1)
         return out
 
     # ---------------------------------------------------------------- generic objects
@@ -286,7 +333,8 @@ class Generator:
         special = {"District": self.district, "School": self.school, "Calendar": self.calendar,
                    "ScheduleStructure": self.schedulestructure,
                    "StructureGradeLevel": self.structuregradelevel, "PersonIdentity": self.personidentity,
-                   "Enrollment": self.enrollment, "Test": self.test, "TestScore": self.testscore}
+                   "Enrollment": self.enrollment, "Test": self.test, "TestScore": self.testscore,
+                   "AttDayAggregation": self.attdayaggregation}
         for name in names:
             spec = self.g.spec(name)
             if name == "PersonIdentityNoStateIDOnly":
@@ -310,11 +358,13 @@ def seed_district(conn: psycopg.Connection, graph: Hierarchy, district: District
     """Replace the demo district's rows; return rows written per object."""
     names = _needed(graph, state)
     ensure_district_schema(conn, graph)
-    rows = Generator(graph, district, index, students, seed, end_year, state).build(names)
+    gen = Generator(graph, district, index, students, seed, end_year, state)
+    rows = gen.build(names)
     counts: dict[str, int] = {}
     with conn.transaction():
         for name in reversed(graph.names):
             conn.execute(sql.SQL("TRUNCATE {}").format(table(DISTRICT_SCHEMA, graph.spec(name))))
+        _seed_attendance(conn, gen.attendance)
         for name in names:
             spec = graph.spec(name)
             cols = sql.SQL(", ").join(ident(c) for c in spec.column_names)
@@ -331,3 +381,18 @@ def iter_districts(config: Config, n: int | None) -> Iterator[tuple[int, Distric
     if n is not None and n > len(districts):
         raise ValueError(f"--districts {n}: only {len(districts)} districts are configured in {config.source}")
     yield from enumerate(districts[: n or len(districts)])
+
+
+def _seed_attendance(conn: psycopg.Connection, records: list[Row]) -> None:
+    """The district-only daily attendance, and the demo's refresh routine when there is any
+    (include/sql/demo/attendance_refresh.sql; a real district has its own)."""
+    conn.execute("TRUNCATE campus.attendance")
+    if not records:
+        return
+    from campus_sync import attendance
+
+    conn.execute(attendance.demo_routine_sql())
+    cols = sql.SQL(", ").join(ident(c) for c in ATTENDANCE_COLUMNS)
+    with conn.cursor().copy(sql.SQL("COPY campus.attendance ({}) FROM STDIN").format(cols)) as cp:
+        for r in records:
+            cp.write_row([r[c] for c in ATTENDANCE_COLUMNS])

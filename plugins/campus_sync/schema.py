@@ -9,6 +9,8 @@ Identifiers come only from the hierarchy (validated names) and are quoted with
   foreign key to every ancestor whose key it carries (ON DELETE CASCADE: a row the district no
   longer has takes its dependants with it). History tables live in schema `sync`
   (include/sql/state_history.sql).
+- District-only tables (not objects, never synced): `include/sql/district_*.sql`, e.g. the daily
+  attendance the district's aggregation refresh reads.
 """
 
 from __future__ import annotations
@@ -82,6 +84,13 @@ def history_ddl() -> str:
     return "\n".join(f.read_text(encoding="utf-8") for f in files)
 
 
+def district_only_ddl() -> str:
+    """Every `include/sql/district_*.sql` file, in name order: district tables that are not synced
+    objects (e.g. the daily attendance AttDayAggregation is computed from)."""
+    files = sorted(paths.sql_dir().glob("district_*.sql"))
+    return "\n".join(f.read_text(encoding="utf-8") for f in files)
+
+
 def ensure_district_schema(conn, graph: Hierarchy, names: list[str] | None = None) -> None:
     """Create the district tables (idempotent). `conn` is a psycopg connection."""
     with conn.transaction():
@@ -89,6 +98,9 @@ def ensure_district_schema(conn, graph: Hierarchy, names: list[str] | None = Non
         for name in names or graph.names:
             for stmt in district_ddl(graph.spec(name)):
                 conn.execute(stmt)
+        extra = district_only_ddl()
+        if extra:
+            conn.execute(extra)
 
 
 def ensure_state_schema(conn, graph: Hierarchy) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 
-from campus_sync import alerts, config, db, engine, hierarchy, history, requests, schema
+from campus_sync import alerts, attendance, config, db, engine, hierarchy, history, requests, schema
 
 
 def state_dsn(cfg: config.Config | None = None) -> str:
@@ -100,7 +100,7 @@ def finish_request(units: list[dict], outcomes: dict[tuple[str, int], tuple[str 
         for (name, idx), (state, result) in sorted(outcomes.items()):
             district = units[idx]["district_id"]
             if result:
-                history.record_result(conn, batch_id, result)
+                history.record_result(conn, batch_id, result, message=result.get("message"))
             elif state == "failed":
                 failed.append(f"{district}:{name}")
                 row = conn.execute("SELECT status FROM sync.batch_result WHERE batch_id = %s AND "
@@ -111,7 +111,8 @@ def finish_request(units: list[dict], outcomes: dict[tuple[str, int], tuple[str 
             elif state == "upstream_failed" and name in units[idx]["objects"]:
                 not_run.append(f"{district}:{name}")
                 history.record_result(conn, batch_id, {"district_id": district, "object": name},
-                                      status="not_run", message="an ancestor object failed")
+                                      status="not_run", message=attendance.not_run_message(name, idx, outcomes)
+                                      or "an ancestor object failed")
         status = "failed" if failed else "complete"
         history.finish_batch(conn, batch_id, status, {"failed": failed, "not_run": not_run})
     return {"batch_id": batch_id, "status": status, "failed": failed, "not_run": not_run}

@@ -19,6 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = hsub.add_parser("show", help="the objects as a table, or one object in detail")
     s.add_argument("object", nargs="?")
     s.add_argument("--json", action="store_true")
+    s.add_argument("--state", help="only the objects a deployment for this state syncs (e.g. NV)")
     s.set_defaults(func=cmd_show)
 
     p = sub.add_parser("plan", help="the ordered objects a resync request would run")
@@ -45,6 +46,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     graph = hierarchy.load()
     names = [graph.resolve(args.object)] if args.object else list(graph.names)
+    if args.state:
+        names = [n for n in names if graph.spec(n).applies_to(args.state)]
+        if not names:
+            print(f"no object applies to state {args.state.upper()}" if not args.object else
+                  f"{args.object} does not apply to state {args.state.upper()}", file=sys.stderr)
+            return 1
     if args.json:
         print(json.dumps(graph.to_json(names), indent=2))
         return 0
@@ -77,8 +84,18 @@ def cmd_show(args: argparse.Namespace) -> int:
         years = ",".join(spec.school_years) or "-"
         states = ",".join(spec.states) or "all"
         print(f"{graph.stage(n):>5}  {n:<{width}}  {', '.join(spec.parents) or '-':<40}  {years:<22}  {states}")
-    print(f"\n{len(names)} objects")
+    print(f"\n{len(names)} objects" + (f" synced for state {args.state.upper()}" if args.state else ""))
+    _refresh_note(names)
     return 0
+
+
+def _refresh_note(names) -> None:
+    """Seed 003: the district's aggregation refresh runs before AttDayAggregation (not an object)."""
+    from campus_sync import attendance
+
+    if attendance.in_plan(names):
+        print(f"+ {attendance.REFRESH}: each district's attendance aggregation refresh runs first, "
+              f"before {attendance.AGGREGATE} (a task, not an object; param {attendance.PARAM})")
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -93,4 +110,5 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(f"stage {i}: {', '.join(marks)}")
     print(f"{len(plan.objects)} objects, {plan.school_year} school year"
           + (f", state {plan.state}" if plan.state else ""))
+    _refresh_note(plan.objects)
     return 0

@@ -78,11 +78,11 @@ def cmd_demo_seed(args: argparse.Namespace) -> int:
 def cmd_demo_run(args: argparse.Namespace) -> int:
     from campus_sync.cli import CliError
 
-    marker = db.home() / f".seeded-{args.districts}-{args.students}-{args.seed}"
+    cfg = config.load()
+    marker = db.home() / f".seeded-{args.districts}-{args.students}-{args.seed}-{_deployment_key(cfg)}"
     if args.reseed or not marker.exists():
         cmd_demo_seed(args)
         marker.touch()
-    cfg = config.load()
     districts = [d.id for d in cfg.districts][: args.districts or None]
     print(f"running campus_full_resync for districts {', '.join(districts)} (state {cfg.state}) ...", flush=True)
     from campus_sync import runner
@@ -92,6 +92,13 @@ def cmd_demo_run(args: argparse.Namespace) -> int:
     if not outcome.ok:
         raise CliError(f"campus_full_resync run {outcome.run_id} ended {outcome.state}")
     return 0
+
+
+def _deployment_key(cfg: config.Config) -> str:
+    """Which deployment a demo seeding was for (KY default, the NV/BIE examples, ...)."""
+    import hashlib
+
+    return hashlib.sha1(f"{cfg.state}|{cfg.state_conn_id}|{','.join(cfg.district_ids)}".encode()).hexdigest()[:10]
 
 
 def _print_last_batch() -> None:
@@ -107,13 +114,18 @@ def _print_last_batch() -> None:
     for r in batch["results"]:
         by_district.setdefault(r["district"], []).append(r)
     order = {n: i for i, n in enumerate(hierarchy.load().names)}
+    from campus_sync import attendance
+
+    if attendance.AGGREGATE in order:  # the refresh row right above the object it feeds
+        order[attendance.REFRESH] = order[attendance.AGGREGATE] - 0.5
     for district, rows in sorted(by_district.items()):
         print(f"\nDistrict {district}")
         print(f"  {'object':<28} {'last resync':<20} {'processed':>9} {'errors':>6} {'ins':>6} {'upd':>6} {'del':>6}  status")
         for r in sorted(rows, key=lambda x: order.get(x["object"], 999)):
             print(f"  {r['object']:<28} {_ts(r['started_at']):<20} {r['processed']:>9} {r['errors']:>6} "
                   f"{r['inserted']:>6} {r['updated']:>6} {r['deleted']:>6}  {r['status']}")
-        tot = {k: sum(r[k] for r in rows) for k in ("processed", "errors", "inserted", "updated", "deleted", "unchanged")}
+        synced = [r for r in rows if r["object"] in order and r["object"] != attendance.REFRESH]  # objects only
+        tot = {k: sum(r[k] for r in synced) for k in ("processed", "errors", "inserted", "updated", "deleted", "unchanged")}
         print(f"  {'total':<28} {'':<20} {tot['processed']:>9} {tot['errors']:>6} {tot['inserted']:>6} "
               f"{tot['updated']:>6} {tot['deleted']:>6}  unchanged {tot['unchanged']}")
 

@@ -1,0 +1,60 @@
+"""Attendance resync (Airflow DAG, manual only): the one-click "Resync Attendance Data" of seed 003.
+
+For deployments whose state syncs attendance (BIE, Nevada): each chosen district first runs its
+**Attendance Aggregation Refresh** (so backdated attendance changes are in the aggregates), then
+AttDayAggregation and AttendanceExcuse are resynced with every parent object they depend on.
+Trigger it with the defaults for every district, or pick some:
+
+- **districts** (Select Districts): empty means every configured district.
+- **check_dependencies** (on): every ancestor (District → School → Calendar → ... → Enrollment)
+  is resynced first, as seed 003 asks.
+- **objects**: AttDayAggregation and AttendanceExcuse (both by default).
+- **attendance_refresh** (on): off syncs the aggregates as the districts have them.
+- **requested_by** (`state`): a state-initiated resync; each district gets a "State Resync
+  Requested" process alert (`campus-sync alerts`), as with the partial resync.
+
+`make dag DAG=campus_attendance_resync` or `make dag DAG=campus_attendance_resync CONF='{"districts": ["NV02"]}'`.
+Not defined for deployments whose state syncs neither object (e.g. KY). Thin on purpose: see
+plugins/campus_sync/dagbuild.py and attendance.py.
+"""
+
+from airflow.sdk import Param
+
+from campus_sync import attendance, config, hierarchy
+from campus_sync.dagbuild import build_resync_dag, district_param
+
+_cfg = config.load()
+_graph = hierarchy.load()
+_objects = attendance.preset_objects(_cfg.state, _graph)
+
+if _objects:
+    dag = build_resync_dag(
+        "campus_attendance_resync",
+        kind="partial",
+        kind_from_params=True,
+        objects=_graph.plan(_objects, True, "current", _cfg.state).objects,
+        schedule=None,
+        params={
+            "districts": district_param(list(_cfg.district_ids)),
+            "check_dependencies": Param(
+                True, type="boolean", title="Check Dependencies",
+                description="Also resync every ancestor (parent object) of the attendance objects.",
+            ),
+            "objects": Param(
+                list(_objects), type="array", items={"type": "string", "enum": list(_objects)},
+                examples=list(_objects), minItems=1, title="Objects",
+                description="The attendance objects to resync.",
+            ),
+            "school_year": Param(
+                "current", type="string", enum=["current", "previous"], title="School year",
+            ),
+            "requested_by": Param(
+                "state", type="string", enum=["district", "state"], title="Requested by",
+                description="state: a state-initiated resync; each district gets a process alert.",
+            ),
+        },
+        description="Attendance resync: each district's aggregation refresh, then AttDayAggregation "
+                    "and AttendanceExcuse with their parents",
+        doc_md=__doc__,
+        tags=["campus-state-sync", "resync", "attendance"],
+    )
