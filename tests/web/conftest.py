@@ -50,7 +50,7 @@ def api(live: LiveAirflow, method: str, path: str, *, user: str | None = None, t
         return status, content.decode(errors="replace")
 
 
-def wait_run(live: LiveAirflow, dag_id: str, run_id: str, timeout: float = 600) -> str:
+def wait_run(live: LiveAirflow, dag_id: str, run_id: str, timeout: float = 1200) -> str:
     from urllib.parse import quote
 
     deadline = time.monotonic() + timeout
@@ -66,8 +66,19 @@ def wait_run(live: LiveAirflow, dag_id: str, run_id: str, timeout: float = 600) 
 
 @pytest.fixture(scope="session")
 def page_airflow(tmp_path_factory, server_dsn, graph):
-    """A running Airflow with the plugin, demo data and one full resync done."""
+    """A running Airflow with the plugin, demo data and one full resync done.
+
+    Development shortcut: CAMPUS_SYNC_PAGE_AIRFLOW=<url>,<state dsn> uses an Airflow you started
+    (tests/web/airflow_live.py start) after `make demo` instead of starting one.
+    """
     import psycopg
+
+    if os.environ.get("CAMPUS_SYNC_PAGE_AIRFLOW"):
+        url, dsn = os.environ["CAMPUS_SYNC_PAGE_AIRFLOW"].split(",", 1)
+        live = LiveAirflow(url, Path("."), None, {})
+        live.state_dsn, live.district = dsn, LIVE_DISTRICT
+        yield live
+        return
 
     from campus_sync import config, db, demo, schema
 
