@@ -204,7 +204,8 @@ def test_selective_sync_known_and_unknown_id_and_pdf(admin, page_airflow):
                            timeout=RUN_TIMEOUT)
     assert page.locator("#selective-progress").get_attribute("data-state") == "success"
     row = page.locator("#selective-table tbody tr").first
-    page.wait_for_function("() => document.querySelector('#selective-table tbody tr .records').innerText.includes('1/2')")
+    page.wait_for_function("() => (document.querySelector('#selective-table tbody tr .records') || {innerText: ''})"
+                           ".innerText.includes('1/2')")
     assert "Records: 1/2" in row.inner_text()
     shot(page, "selective-sync")
     with page.expect_download() as dl:

@@ -154,17 +154,44 @@ def clear_history(conn: psycopg.Connection, before: Any = None) -> dict[str, int
 
 
 # ------------------------------------------------------------------------------ Verification
+def verification_overview(conn: psycopg.Connection, cfg: config_mod.Config) -> list[dict]:
+    """Each configured district's latest Verification Summary: overall accuracy, distinct, errors.
+
+    One index probe per district for its latest run (verification_result_latest_idx), then that
+    run's rows by primary key: the cost does not grow with the number of stored runs.
+    """
+    rows = conn.cursor(row_factory=dict_row).execute(
+        """SELECT d.district_id, l.run_id, sum(r.distinct_rows)::bigint AS distinct,
+                  sum(r.total_errors)::bigint AS total_errors, max(r.verified_at) AS verified_at
+             FROM unnest(%(ids)s::text[]) WITH ORDINALITY AS d(district_id, ord)
+             CROSS JOIN LATERAL (
+                  SELECT v.run_id FROM sync.verification_result v WHERE v.district_id = d.district_id
+                   ORDER BY v.verified_at DESC, v.run_id DESC LIMIT 1) l
+             JOIN sync.verification_result r ON r.run_id = l.run_id AND r.district_id = d.district_id
+            GROUP BY d.district_id, d.ord, l.run_id ORDER BY d.ord""",
+        {"ids": list(cfg.district_ids)}).fetchall()
+    names = {d.id: d.name for d in cfg.districts}
+    for r in rows:
+        r["name"] = names.get(r["district_id"], r["district_id"])
+        r["overall_accuracy"] = verify.accuracy(int(r["distinct"]), int(r["total_errors"]))
+    return rows
+
+
 def verification(conn: psycopg.Connection, cfg: config_mod.Config, district_id: str | None = None) -> dict:
     """The latest stored Verification Summary (every district's overall accuracy) and, for
     `district_id`, its per-object rows and the sample of mismatched keys."""
-    summary = verify.latest(conn, cfg=cfg)
-    chosen = next((d for d in summary["districts"] if d["district_id"] == district_id), None)
+    overview = verification_overview(conn, cfg)
+    chosen = None
+    if district_id and any(d["district_id"] == district_id for d in overview):
+        found = verify.latest(conn, [district_id], cfg=cfg)["districts"]
+        chosen = found[0] if found else None
     issues = verify.issues(conn, chosen["run_id"], chosen["district_id"]) if chosen else []
-    return {"end_year": summary["end_year"],
-            "label": alerts.school_year_label(summary["end_year"]) if summary["end_year"] else None,
-            "districts": [{k: d[k] for k in ("district_id", "name", "run_id", "overall_accuracy",
-                                            "distinct", "total_errors")} for d in summary["districts"]],
-            "district": chosen, "issues": issues}
+    end_year = None
+    if overview:
+        end_year = conn.execute("SELECT end_year FROM sync.verification_run WHERE id = %s",
+                                (max(d["run_id"] for d in overview),)).fetchone()[0]
+    return {"end_year": end_year, "label": alerts.school_year_label(end_year) if end_year else None,
+            "districts": overview, "district": chosen, "issues": issues}
 
 
 # ------------------------------------------------------------------------------ CSV
