@@ -82,6 +82,7 @@ class LocalAirflow:
     extra_env: dict[str, str] = field(default_factory=dict)  # e.g. AIRFLOW_CONN_* for every component
     celery_concurrency: int = 4
     log_ports: tuple[int, int] | None = None  # worker/triggerer log servers; default port+1, port+2
+    triggerer: bool = True  # no deferrable tasks here; a test may leave it out to save CPU
 
     # ------------------------------------------------------------------ layout
     @property
@@ -114,7 +115,7 @@ class LocalAirflow:
         extra: tuple[str, ...] = ()
         if self.celery:
             extra = ("celery-worker",) if self.broker_url else ("redis", "celery-worker")
-        return extra + BASE_COMPONENTS
+        return extra + tuple(c for c in BASE_COMPONENTS if self.triggerer or c != "triggerer")
 
     def pid_file(self, component: str) -> Path:
         return self.run_dir / f"{component}.pid"
