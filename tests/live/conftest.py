@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import page_helpers
 from live_helpers import LIVE_STUDENTS, LiveAirflow, _fresh_db, start_live
 
 
@@ -31,6 +32,7 @@ def live_deployment(server_dsn, graph) -> dict:
     with psycopg.connect(out["databases"]["state"]) as conn:
         schema.ensure_state_schema(conn, graph)
     out["env"][f"AIRFLOW_CONN_{cfg.state_conn_id.upper()}"] = out["databases"]["state"]
+    out["env"]["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = page_helpers.USERS  # the page's rights tests
     for i, d in enumerate(cfg.districts):
         dsn = _fresh_db(server_dsn, f"live_campus_district_{d.id}")
         out["databases"][d.id] = dsn
@@ -53,3 +55,29 @@ def live_airflow(tmp_path_factory, live_deployment) -> Iterator[LiveAirflow]:
                           seeded=live_deployment["seeded"])
     finally:
         af.stop()
+
+
+@pytest.fixture(scope="session")
+def page_airflow(live_airflow) -> page_helpers.PageAirflow:
+    """The live Airflow for the Resync State Data page's tests, after the demo: every campus DAG
+    unpaused and district 0101's full resync done once (reused when an earlier test ran it)."""
+    import json
+
+    import psycopg
+
+    live = page_helpers.PageAirflow(url=live_airflow.base_url,
+                                    passwords=json.loads(live_airflow.deployment.password_file.read_text()),
+                                    state_dsn=live_airflow.databases["state"])
+    for dag_id in ("campus_full_resync", "campus_partial_resync", "campus_selective_sync",
+                   "campus_verification_summary"):
+        live_airflow.wait_dag(dag_id)
+        live_airflow.unpause(dag_id)
+    with psycopg.connect(live.state_dsn) as conn:
+        done = conn.execute("SELECT count(*) FROM sync.batch WHERE kind = 'full' AND status = 'complete'"
+                            " AND %s = ANY(districts)", (live.district,)).fetchone()[0]
+    if not done:
+        r = live_airflow.trigger("campus_full_resync", {"districts": [live.district]})
+        assert r.status_code == 200, r.text
+        run = live_airflow.wait_run("campus_full_resync", r.json()["dag_run_id"], timeout=1200)
+        assert run["state"] == "success", run
+    return live

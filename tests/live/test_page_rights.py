@@ -9,7 +9,7 @@ from urllib.parse import quote
 import psycopg
 import pytest
 
-from conftest import api
+from page_helpers import api
 
 pytestmark = [pytest.mark.db, pytest.mark.live]
 CSRF = {"X-Campus-Sync": "1"}

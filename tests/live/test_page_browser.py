@@ -1,5 +1,5 @@
 """The Resync State Data page in a real browser (Playwright driving Debian's Chromium) against
-a real Airflow with the plugin, after the demo's full resync (fixture `page_airflow`).
+a real Airflow with the plugin, after the demo's full resync of district 0101 (fixture `page_airflow`, on the shared `live_airflow`).
 
 The tests run in file order and build on each other like a user's session: log in, read the
 results, tick with Check dependencies, Send Resync (real run), history, Clear History (viewer
@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import api
+from page_helpers import api
 
 pytestmark = [pytest.mark.db, pytest.mark.live]
 CHROMIUM = os.environ.get("CAMPUS_SYNC_CHROMIUM", "/usr/bin/chromium")
@@ -45,7 +45,7 @@ def login(browser, live, user: str):
     page = ctx.new_page()
     page.goto(f"{live.url}/auth/login?next=/campus-sync/", wait_until="domcontentloaded")
     page.fill("input[name=username]", user)
-    page.fill("input[name=password]", user)
+    page.fill("input[name=password]", live.passwords[user])
     page.click("button[type=submit]")
     page.wait_for_url(re.compile(r".*/campus-sync/$"))
     page.wait_for_selector("body[data-ready='1']")
