@@ -56,4 +56,4 @@ browser-deps:
 
 # The page's tests: data layer on PostgreSQL, rights over HTTP and the browser against a real Airflow.
 test-web: setup
-	$(BIN)/python -m pytest tests/web
+	$(BIN)/python -m pytest tests/web tests/live/test_page_browser.py tests/live/test_page_rights.py
