@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo dag lock bench clean-demo
+.PHONY: setup test demo dag lock bench clean-demo airflow airflow-stop airflow-status bench-web browser-deps test-web
 
 setup: $(STAMP)
 
@@ -33,3 +33,27 @@ bench: setup
 
 lock:
 	$(BIN)/pip freeze --exclude-editable | grep -v '^campus-state-sync' > constraints.txt
+
+# A real Airflow in the background (api-server, scheduler, dag-processor, triggerer; LocalExecutor;
+# metadata on the embedded PostgreSQL). AIRFLOW_PORT (default 8080) moves the UI/API;
+# AIRFLOW_EXECUTOR=CeleryExecutor adds a Celery worker and a loopback redis-server.
+airflow: setup
+	$(BIN)/campus-sync airflow start
+
+airflow-stop:
+	$(BIN)/campus-sync airflow stop
+
+airflow-status:
+	$(BIN)/campus-sync airflow status
+
+# Resync State Data page: its queries at state scale (170 districts x objects x 52 weeks).
+bench-web: setup
+	$(BIN)/python -m campus_sync.web.bench --districts $(or $(DISTRICTS),170) --weeks $(or $(WEEKS),52)
+
+# Debian's chromium for the page's browser tests (root only; .ci/run does the same).
+browser-deps:
+	command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium; }
+
+# The page's tests: data layer on PostgreSQL, rights over HTTP and the browser against a real Airflow.
+test-web: setup
+	$(BIN)/python -m pytest tests/web tests/live/test_page_browser.py tests/live/test_page_rights.py

@@ -1,0 +1,112 @@
+"""Tool rights of the Resync State Data page (seed 000/002: Read, Write, Delete), asked of
+Airflow's own auth manager for the signed-in user. Fail closed: no user, no right.
+
+- **Read** (see the tools, results, history, reports, verification, alerts): the user may read
+  the runs of every campus DAG (`GET` on DAG runs of the four DAGs below).
+- **Write** (Send Resync, Selective Sync, Re-Verify): Read, and the user may create runs
+  (`POST` on DAG runs) of the DAG that action triggers.
+- **Delete** (Clear History): Read, the user may delete runs of every campus DAG, **and** may
+  delete the state database's Airflow connection (`DELETE` on connection `campus_state`): Clear
+  History deletes rows of the state database, so it needs authority over that database, not only
+  over DAG runs. With the simple auth manager: viewer reads, user (and op) also writes, op and
+  admin also delete (`op` may manage connections); with FAB, whoever holds both permissions.
+
+Plugin FastAPI apps get no authentication from Airflow, so every route of the app depends on
+`require_read` (or a stronger check) through `airflow.api_fastapi.core_api.security.get_user`,
+which reads the JWT from the `Authorization: Bearer` header or the `_token` cookie.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, status
+
+from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
+from airflow.api_fastapi.auth.managers.models.resource_details import (
+    ConnectionDetails,
+    DagAccessEntity,
+    DagDetails,
+)
+from airflow.api_fastapi.core_api.security import GetUserDep
+
+FULL = "campus_full_resync"
+PARTIAL = "campus_partial_resync"
+SELECTIVE = "campus_selective_sync"
+VERIFICATION = "campus_verification_summary"
+CAMPUS_DAGS = (FULL, PARTIAL, SELECTIVE, VERIFICATION)
+
+
+def _auth_manager():
+    from airflow.api_fastapi.app import get_auth_manager
+
+    return get_auth_manager()
+
+
+def _team(dag_id: str) -> str | None:
+    from airflow.models.dag import DagModel
+
+    return DagModel.get_team_name(dag_id)
+
+
+def dag_allowed(user: BaseUser | None, method: str, dag_id: str) -> bool:
+    """May `user` do `method` on runs of `dag_id`? Any error counts as no."""
+    if user is None:
+        return False
+    try:
+        return bool(_auth_manager().is_authorized_dag(
+            method=method, access_entity=DagAccessEntity.RUN,
+            details=DagDetails(id=dag_id, team_name=_team(dag_id)), user=user))
+    except Exception:  # noqa: BLE001 - fail closed
+        return False
+
+
+def can_read(user: BaseUser | None) -> bool:
+    return all(dag_allowed(user, "GET", d) for d in CAMPUS_DAGS)
+
+
+def can_write(user: BaseUser | None, dag_id: str) -> bool:
+    return dag_id in CAMPUS_DAGS and can_read(user) and dag_allowed(user, "POST", dag_id)
+
+
+def can_delete(user: BaseUser | None, state_conn_id: str) -> bool:
+    if not can_read(user) or not all(dag_allowed(user, "DELETE", d) for d in CAMPUS_DAGS):
+        return False
+    try:
+        return bool(_auth_manager().is_authorized_connection(
+            method="DELETE", details=ConnectionDetails(conn_id=state_conn_id), user=user))
+    except Exception:  # noqa: BLE001 - fail closed
+        return False
+
+
+def rights_of(user: BaseUser | None, state_conn_id: str) -> dict[str, bool]:
+    """What the page offers this user (the server checks again on every action)."""
+    return {"read": can_read(user),
+            "write_resync": can_write(user, PARTIAL) and can_write(user, FULL),
+            "write_selective": can_write(user, SELECTIVE),
+            "write_verification": can_write(user, VERIFICATION),
+            "delete": can_delete(user, state_conn_id)}
+
+
+def require_read(user: GetUserDep) -> BaseUser:
+    """Dependency of every route: an authenticated user who may read the campus DAGs' runs."""
+    if not can_read(user):
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            "Resync State Data needs Read rights: read access to the campus DAGs' runs")
+    return user
+
+
+ReadUser = Annotated[BaseUser, Depends(require_read)]
+
+
+def check_write(user: BaseUser, dag_id: str) -> None:
+    if not can_write(user, dag_id):
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            f"Write rights needed: you may not trigger {dag_id}")
+
+
+def check_delete(user: BaseUser, state_conn_id: str) -> None:
+    if not can_delete(user, state_conn_id):
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            "Delete rights needed to clear history: deleting runs of the campus DAGs "
+                            f"and the state database connection {state_conn_id!r}")
