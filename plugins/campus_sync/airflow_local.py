@@ -320,7 +320,7 @@ class LocalAirflow:
         raise AirflowStartError(f"Airflow in {self.home} not healthy after {timeout:.0f} s: {health}; "
                                 f"logs in {self.log_dir}")
 
-    def stop(self, timeout: float = 30) -> list[str]:
+    def stop(self, timeout: float = 15) -> list[str]:
         """SIGTERM every component's process group at once, SIGKILL what is left after `timeout`."""
         groups: dict[str, int] = {}
         for component in reversed(self._all_components()):
