@@ -45,7 +45,8 @@ class AirflowStartError(RuntimeError):
 
 
 def default_home() -> Path:
-    return Path(os.environ.get("AIRFLOW_HOME") or db.home() / "airflow")
+    """`.campus_sync/airflow` (under $CAMPUS_SYNC_HOME): never a shell-wide AIRFLOW_HOME of another Airflow."""
+    return db.home() / "airflow"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
