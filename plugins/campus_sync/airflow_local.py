@@ -45,7 +45,8 @@ class AirflowStartError(RuntimeError):
 
 
 def default_home() -> Path:
-    return Path(os.environ.get("AIRFLOW_HOME") or db.home() / "airflow")
+    """`.campus_sync/airflow` (under $CAMPUS_SYNC_HOME): never a shell-wide AIRFLOW_HOME of another Airflow."""
+    return db.home() / "airflow"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -146,6 +147,8 @@ class LocalAirflow:
         with psycopg.connect(server.get_uri("postgres"), autocommit=True) as conn:
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.meta_db,)).fetchone():
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.meta_db)))
+                for marker in self.home.glob(f".migrated-{self.meta_db}-*"):  # a new database: migrate again
+                    marker.unlink()
         return server.get_uri(self.meta_db).replace("postgresql://", "postgresql+psycopg2://", 1)
 
     def environment(self) -> dict[str, str]:
@@ -223,7 +226,7 @@ class LocalAirflow:
                 pid = int(self.pid_file(component).read_text().strip())
             except (OSError, ValueError):
                 pid = None
-            out[component] = pid if pid and _alive(pid) else None
+            out[component] = pid if pid and _alive(pid) and _is_component(pid) else None
         return out
 
     def running(self) -> bool:
@@ -320,7 +323,7 @@ class LocalAirflow:
         raise AirflowStartError(f"Airflow in {self.home} not healthy after {timeout:.0f} s: {health}; "
                                 f"logs in {self.log_dir}")
 
-    def stop(self, timeout: float = 30) -> list[str]:
+    def stop(self, timeout: float = 15) -> list[str]:
         """SIGTERM every component's process group at once, SIGKILL what is left after `timeout`."""
         groups: dict[str, int] = {}
         for component in reversed(self._all_components()):
@@ -328,7 +331,7 @@ class LocalAirflow:
                 pid = int(self.pid_file(component).read_text().strip())
             except (OSError, ValueError):
                 continue
-            if _alive(pid) or _group_has_live(pid):
+            if (_alive(pid) and _is_component(pid)) or (not _alive(pid) and _group_has_live(pid)):
                 groups[component] = pid
         for pid in groups.values():
             _signal_group(pid, signal.SIGTERM)
@@ -400,6 +403,15 @@ def _wait_port(port: int, timeout: float, what: str, log: Path) -> None:
                 return
         time.sleep(0.2)
     raise AirflowStartError(f"{what} did not listen on port {port}; see {log}:\n{_tail(log)}")
+
+
+def _is_component(pid: int) -> bool:
+    """The pid still runs one of ours (not a recycled pid after a reboot)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return True  # no /proc: trust the pid file
+    return any(word in cmdline for word in ("airflow", "celery", "redis"))
 
 
 def _signal_group(pgid: int, sig: int) -> None:

@@ -113,7 +113,11 @@ def start_live(home: Path, live_deployment: dict, **kwargs) -> tuple[object, flo
 
     af = LocalAirflow(home=home, port=free_port(), host="127.0.0.1", log_ports=(free_port(), free_port()),
                       meta_db=f"live_meta_{home.name}".lower().replace("-", "_"),
-                      extra_env=dict(live_deployment["env"]), **kwargs)
+                      extra_env={**live_deployment["env"],
+                                 # the DAG files do not change during a session: parse them once, not
+                                 # every 30 s (re-parsing costs seconds of CPU each time on this machine)
+                                 "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "3600"},
+                      **kwargs)
     t0 = time.monotonic()
     try:
         af.start(timeout=float(os.environ.get("CAMPUS_SYNC_LIVE_TIMEOUT", "420")))

@@ -45,7 +45,7 @@ def test_stop_ends_exactly_the_recorded_process_groups(tmp_path):
     af = LocalAirflow(home=tmp_path)
     af.run_dir.mkdir()
     # a "component" with a child, in its own session like start() makes them
-    proc = subprocess.Popen(["bash", "-c", "sleep 300 & wait"], start_new_session=True)
+    proc = subprocess.Popen(["bash", "-c", "sleep 300 & wait", "airflow-fake-scheduler"], start_new_session=True)
     bystander = subprocess.Popen(["sleep", "300"], start_new_session=True)
     try:
         af.pid_file("scheduler").write_text(f"{proc.pid}\n")
@@ -56,7 +56,12 @@ def test_stop_ends_exactly_the_recorded_process_groups(tmp_path):
         assert not _group_has_live(proc.pid)
         assert not af.pid_file("scheduler").exists()
         assert _alive(bystander.pid)
+        # a pid file naming a process that is not ours (recycled pid) is neither running nor stopped
+        af.pid_file("api-server").write_text(f"{bystander.pid}\n")
+        assert af.pids()["api-server"] is None
+        assert af.stop() == [] and _alive(bystander.pid)
         assert af.stop() == []  # nothing left: harmless
+        assert not af.pid_file("api-server").exists()
     finally:
         bystander.kill()
         bystander.wait()

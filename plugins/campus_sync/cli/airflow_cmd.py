@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                               ("stop", cmd_stop, "stop exactly the processes `start` started"),
                               ("status", cmd_status, "which components run, the address and login")):
         p = asub.add_parser(name, help=help_)
-        p.add_argument("--home", help="AIRFLOW_HOME (default $AIRFLOW_HOME or .campus_sync/airflow)")
+        p.add_argument("--home", help="AIRFLOW_HOME (default .campus_sync/airflow)")
         p.add_argument("--port", type=int, default=int(os.environ.get("AIRFLOW_PORT") or 8080),
                        help="UI/REST and execution API port (default $AIRFLOW_PORT or 8080)")
         if name == "start":
