@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo dag lock bench clean-demo
+.PHONY: setup test demo dag lock bench clean-demo airflow airflow-stop airflow-status
 
 setup: $(STAMP)
 
@@ -33,3 +33,15 @@ bench: setup
 
 lock:
 	$(BIN)/pip freeze --exclude-editable | grep -v '^campus-state-sync' > constraints.txt
+
+# A real Airflow in the background (api-server, scheduler, dag-processor, triggerer; LocalExecutor;
+# metadata on the embedded PostgreSQL). AIRFLOW_PORT (default 8080) moves the UI/API;
+# AIRFLOW_EXECUTOR=CeleryExecutor adds a Celery worker and a loopback redis-server.
+airflow: setup
+	$(BIN)/campus-sync airflow start
+
+airflow-stop:
+	$(BIN)/campus-sync airflow stop
+
+airflow-status:
+	$(BIN)/campus-sync airflow status

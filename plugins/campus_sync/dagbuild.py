@@ -28,7 +28,7 @@ import datetime as dt
 from collections.abc import Iterable
 
 from airflow.providers.standard.decorators.python import _PythonDecoratedOperator
-from airflow.sdk import DAG, Param, get_current_context, task, task_group
+from airflow.sdk import DAG, CronTriggerTimetable, Param, get_current_context, task, task_group
 from airflow.sdk.bases.decorator import task_decorator_factory
 from airflow.sdk.bases.skipmixin import XCOM_SKIPMIXIN_KEY, XCOM_SKIPMIXIN_SKIPPED
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
@@ -143,8 +143,9 @@ def build_resync_dag(dag_id: str, *, kind: str, objects: Iterable[str], params: 
         dag_id=dag_id,
         description=description,
         doc_md=doc_md,
-        schedule=schedule,
-        start_date=dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc),
+        # No start_date + run_immediately=False: the first unpause waits for the next slot instead of
+        # firing the most recent past one (which catchup=False does whenever a start_date is set).
+        schedule=CronTriggerTimetable(schedule, timezone="UTC", run_immediately=False) if schedule else None,
         catchup=False,
         max_active_runs=1,  # two resyncs of one district and object never interleave
         params=params,

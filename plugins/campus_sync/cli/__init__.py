@@ -10,9 +10,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from campus_sync.cli import alerts_cmd, bench_cmd, hierarchy_cmd, ops_cmd, selective_cmd
+from campus_sync.cli import airflow_cmd, alerts_cmd, bench_cmd, hierarchy_cmd, ops_cmd, selective_cmd
 
-GROUPS = [hierarchy_cmd, ops_cmd, alerts_cmd, selective_cmd, bench_cmd]
+GROUPS = [hierarchy_cmd, ops_cmd, alerts_cmd, selective_cmd, bench_cmd, airflow_cmd]
 
 
 class CliError(Exception):

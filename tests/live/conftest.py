@@ -1,0 +1,55 @@
+"""`live_airflow`: one real Airflow per test session, started by the same code as `make airflow`.
+
+The components (api-server, scheduler, dag-processor, triggerer; LocalExecutor) run in a temp
+AIRFLOW_HOME on free loopback ports, with the metadata in its own database (`live_meta_<home>`) on the
+session's embedded PostgreSQL and the session's test configuration. The state and the districts
+are fresh databases on the same server, handed to every component as `AIRFLOW_CONN_*` like a
+production deployment; district 0101 is seeded with a small demo (`seeded`), 0102 is empty.
+
+Tests under tests/live/ get it directly; helpers (`LiveAirflow`, `start_live`) are in
+live_helpers.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from live_helpers import LIVE_STUDENTS, LiveAirflow, _fresh_db, start_live
+
+
+@pytest.fixture(scope="session")
+def live_deployment(server_dsn, graph) -> dict:
+    """Fresh state + districts for the live Airflow (prefix `live_`); 0101 seeded small."""
+    import psycopg
+
+    from campus_sync import config, demo, schema
+
+    cfg = config.load()
+    out: dict = {"databases": {}, "seeded": {}, "env": {}}
+    out["databases"]["state"] = _fresh_db(server_dsn, "live_campus_state")
+    with psycopg.connect(out["databases"]["state"]) as conn:
+        schema.ensure_state_schema(conn, graph)
+    out["env"][f"AIRFLOW_CONN_{cfg.state_conn_id.upper()}"] = out["databases"]["state"]
+    for i, d in enumerate(cfg.districts):
+        dsn = _fresh_db(server_dsn, f"live_campus_district_{d.id}")
+        out["databases"][d.id] = dsn
+        out["env"][f"AIRFLOW_CONN_{d.conn_id.upper()}"] = dsn
+        if i == 0:
+            with psycopg.connect(dsn) as conn:
+                out["seeded"][d.id] = demo.seed_district(conn, graph, d, i, LIVE_STUDENTS, 7, cfg.end_year(), cfg.state)
+    return out
+
+
+@pytest.fixture(scope="session")
+def live_airflow(tmp_path_factory, live_deployment) -> Iterator[LiveAirflow]:
+    """A running Airflow (LocalExecutor) for the session; stopped (whole process groups) at the end."""
+    home = tmp_path_factory.mktemp("airflow_local")
+    af, seconds = start_live(home, live_deployment)
+    print(f"\nlive_airflow: started in {seconds:.0f} s at {af.base_url}")
+    try:
+        yield LiveAirflow(base_url=af.base_url, username="admin", password=af.admin_password() or "",
+                          home=home, deployment=af, databases=live_deployment["databases"],
+                          seeded=live_deployment["seeded"])
+    finally:
+        af.stop()

@@ -1,0 +1,70 @@
+"""The scale-out path on one machine: CeleryExecutor with Debian's redis-server on loopback.
+
+A second Airflow (own AIRFLOW_HOME, metadata database, ports) started by the same code as
+`make airflow AIRFLOW_EXECUTOR=CeleryExecutor`: redis-server, a Celery worker
+(apache-airflow-providers-celery), scheduler, dag-processor and api-server. The weekly full
+resync runs through it to success for district 0101.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import psycopg
+import pytest
+
+from live_helpers import LiveAirflow, start_live
+
+pytestmark = [pytest.mark.live, pytest.mark.db]
+
+DAG_ID = "campus_full_resync"
+
+
+@pytest.fixture(scope="module")
+def celery_airflow(tmp_path_factory, live_deployment):
+    if shutil.which("redis-server") is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server missing in CI: .ci/run installs it (apt-get install -y redis-server)")
+        pytest.skip("redis-server is not installed (apt-get install -y redis-server)")
+    from campus_sync.airflow_local import free_port
+
+    home = tmp_path_factory.mktemp("airflow_celery")
+    af, seconds = start_live(home, live_deployment, executor="CeleryExecutor", redis_port=free_port(),
+                             triggerer=False, celery_concurrency=4)
+    print(f"\ncelery_airflow: started in {seconds:.0f} s at {af.base_url}")
+    try:
+        yield LiveAirflow(base_url=af.base_url, username="admin", password=af.admin_password() or "",
+                          home=home, deployment=af, databases=live_deployment["databases"],
+                          seeded=live_deployment["seeded"])
+    finally:
+        af.stop()
+
+
+def test_full_resync_runs_on_celery_workers(celery_airflow, graph):
+    af = celery_airflow.deployment
+    assert set(af.components) == {"redis", "celery-worker", "api-server", "scheduler", "dag-processor"}
+    assert af.environment()["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    celery_airflow.wait_dag(DAG_ID)
+    celery_airflow.unpause(DAG_ID)
+    r = celery_airflow.trigger(DAG_ID, {"districts": ["0101"]})
+    assert r.status_code == 200, r.text
+    run_id = r.json()["dag_run_id"]
+    run = celery_airflow.wait_run(DAG_ID, run_id)
+    states = celery_airflow.task_states(DAG_ID, run_id)
+    assert run["state"] == "success", {k: v for k, v in states.items() if v != "success"}
+    assert all(states[f"district.{n}[0]"] == "success" for n in graph.enabled("KY"))
+
+    # the tasks really went through Celery: the result backend (table celery_taskmeta in the
+    # metadata database) holds one successful Celery task per task instance of the run
+    with celery_airflow.client() as c:
+        tis = c.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances", params={"limit": 1000}).json()
+    meta = af.metadata_uri().replace("postgresql+psycopg2://", "postgresql://", 1)
+    with psycopg.connect(meta) as conn:
+        done = conn.execute("SELECT count(*) FROM celery_taskmeta WHERE status = 'SUCCESS'").fetchone()[0]
+    ran = [ti for ti in tis["task_instances"] if ti["state"] == "success"]
+    assert done >= len(ran) > len(graph.enabled("KY"))
+    with psycopg.connect(celery_airflow.databases["state"]) as conn:
+        status = conn.execute("SELECT status FROM sync.batch WHERE dag_id = %s AND run_id = %s",
+                              (DAG_ID, run_id)).fetchone()
+    assert status == ("complete",)
