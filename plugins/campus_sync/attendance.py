@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from campus_sync import config, paths
+from campus_sync import config, paths  # light: dagbuild imports this at DAG parse time
 
 REFRESH = "AttendanceAggregationRefresh"  # the task id and the history row's object
 AGGREGATE = "AttDayAggregation"  # the object the refresh feeds
@@ -102,6 +102,8 @@ def run_refresh(unit: dict[str, Any], *, requested: bool = True) -> dict[str, An
     recording a `failed` row when the statement fails.
     """
     import psycopg
+
+    from campus_sync import db, history
 
     if not in_plan(unit["objects"]):
         return None
