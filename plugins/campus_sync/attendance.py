@@ -109,8 +109,6 @@ def run_refresh(unit: dict[str, Any], *, requested: bool = True) -> dict[str, An
         return None
     cfg = config.load()
     district = cfg.district(unit["district_id"])
-    from campus_sync import db, history  # psycopg: not at DAG parse time
-
     sdsn = db.dsn(cfg.state_conn_id, "the state database")
     batch_id = unit["batch_id"]
     base = {"district_id": district.id, "object": REFRESH}
