@@ -65,8 +65,9 @@ def _decode(text: str) -> tuple[list[ObjectSpec], list[str]]:
         d = dict(d)
         d["columns"] = tuple(tuple(c) for c in d["columns"])
         d["foreign_keys"] = tuple(ForeignKey(**fk) for fk in d["foreign_keys"])
-        for k in ("parents", "key", "school_years", "states", "not_states"):
-            d[k] = tuple(d[k])
+        for k, v in d.items():  # every other sequence field is a tuple of strings
+            if isinstance(v, list):
+                d[k] = tuple(v)
         specs.append(ObjectSpec(**d))
     return specs, list(doc["problems"])
 
