@@ -85,10 +85,10 @@ def triggering_user(context, params: dict | None = None) -> str:
     the scheduler for scheduled runs."""
     run = context["dag_run"]
     airflow_user = getattr(run, "triggering_user_name", None)
-    if airflow_user == "dag_test":  # dag.test()'s placeholder: the CLI passes the real user in conf
-        airflow_user = None
-    return (airflow_user or (params or {}).get("user")
-            or ("scheduler" if run.run_type != "manual" else "unknown"))
+    conf_user = (params or {}).get("user")
+    if airflow_user == "dag_test" and conf_user:  # dag.test()'s placeholder: the CLI names the user
+        return str(conf_user)
+    return airflow_user or conf_user or ("scheduler" if run.run_type != "manual" else "unknown")
 
 
 def confirm_deletes_param() -> Param:
