@@ -109,7 +109,9 @@ def test_dag_form_and_shape(airflow_db, graph):
     assert dag.schedule is None and "Airflow" in (dag.doc_md or "")
     enabled = sorted(graph.enabled("KY"))
     params = {k: dag.params.get_param(k) for k in dag.params}
-    assert set(params) == {"objects", "check_dependencies", "districts", "school_year", "requested_by"}
+    assert set(params) == {"objects", "check_dependencies", "districts", "school_year", "requested_by",
+                           "confirm_deletes"}
+    assert params["confirm_deletes"].value is False
     objects = params["objects"].schema
     assert objects["type"] == "array" and objects["minItems"] == 1
     assert objects["items"]["enum"] == enabled and objects["examples"] == enabled  # UI multi-select
@@ -153,11 +155,11 @@ def test_param_schema_refuses_bad_input(deployment, airflow_db):
     before = state_snapshot(state)
     served = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(get_dag(DAG_ID)))
     good = {"objects": ["TestScore", "Roster"], "check_dependencies": False, "districts": ["0102"],
-            "school_year": "previous", "requested_by": "state"}
+            "school_year": "previous", "requested_by": "state", "confirm_deletes": False}
     assert served.params.deep_merge(good).validate() == good
     assert served.params.deep_merge({"objects": ["TestScore"]}).validate() == {
         "objects": ["TestScore"], "check_dependencies": True, "districts": [], "school_year": "current",
-        "requested_by": "district"}
+        "requested_by": "district", "confirm_deletes": False}
     for conf, param, message in PARAM_REFUSALS:
         with pytest.raises(ParamValidationError) as err:
             served.params.deep_merge(conf).validate()
