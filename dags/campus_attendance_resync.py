@@ -21,7 +21,7 @@ plugins/campus_sync/dagbuild.py and attendance.py.
 from airflow.sdk import Param
 
 from campus_sync import attendance, config, hierarchy
-from campus_sync.dagbuild import build_resync_dag, district_param
+from campus_sync.dagbuild import build_resync_dag, confirm_deletes_param, district_param
 
 _cfg = config.load()
 _graph = hierarchy.load()
@@ -52,6 +52,7 @@ if _objects:
                 "state", type="string", enum=["district", "state"], title="Requested by",
                 description="state: a state-initiated resync; each district gets a process alert.",
             ),
+            "confirm_deletes": confirm_deletes_param(),
         },
         description="Attendance resync: each district's aggregation refresh, then AttDayAggregation "
                     "and AttendanceExcuse with their parents",
