@@ -75,9 +75,18 @@ def server_dsn() -> str:
     """URI of database `postgres` on the test server (embedded unless CAMPUS_SYNC_TEST_DSN)."""
     if os.environ.get("CAMPUS_SYNC_TEST_DSN"):
         return os.environ["CAMPUS_SYNC_TEST_DSN"]
+    import psycopg
+
     from campus_sync import db
 
-    return db.embedded_server().get_uri("postgres")
+    uri = db.embedded_server().get_uri("postgres")
+    # The session's own throwaway server: no fsync. Tests create hundreds of tables and databases,
+    # and on a busy disk each sync of them costs more than the test itself.
+    with psycopg.connect(uri, autocommit=True) as conn:
+        for setting in ("fsync", "synchronous_commit", "full_page_writes"):
+            conn.execute(f"ALTER SYSTEM SET {setting} = off")
+        conn.execute("SELECT pg_reload_conf()")
+    return uri
 
 
 def _dsn_for(server_dsn: str, database: str) -> str:
