@@ -50,8 +50,9 @@ def cmd_bench_airflow(args: argparse.Namespace) -> int:
         from campus_sync.airflow_local import LocalAirflow  # the `make airflow` launcher
 
         deployment = LocalAirflow(port=args.port)
-        deployment.start()
     try:
+        if deployment is not None:
+            deployment.start()  # inside the try: a start that times out still stops what it started
         home = deployment.home if deployment else Path(os.environ.get("AIRFLOW_HOME") or db.home() / "airflow")
         url = args.url or (deployment.base_url if deployment else f"http://localhost:{args.port}")
         password = args.password
