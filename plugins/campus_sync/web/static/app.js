@@ -281,7 +281,7 @@
   async function reverify() {
     flash("");
     try {
-      const run = await api("api/verification/run", { body: { districts: [] } });
+      const run = await api("api/verification/run", { body: { districts: [state.district] } });
       watchRun("#verify-progress", run.dag_id, run.dag_run_id, () => loadVerification());
     } catch (e) { flash(e.message); }
   }
