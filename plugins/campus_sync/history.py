@@ -26,7 +26,7 @@ def create_batch(conn: psycopg.Connection, *, kind: str, requested_by: str, scho
     owner (liveness.current_owner: the process or the Airflow run), so it can be found dead."""
     from campus_sync import liveness
 
-    liveness.reap(conn, liveness.ambient_dagrun_state())  # a new request closes dead ones first
+    liveness.reap(conn, liveness.ambient_dagrun_state(), commit=False)  # close dead ones first
     row = conn.execute(
         """INSERT INTO sync.batch (kind, requested_by, school_year, end_year, check_dependencies,
                                    districts, objects, dag_id, run_id, details, owner)

@@ -52,8 +52,10 @@ def current_owner(dag_id: str | None, run_id: str | None) -> dict:
     return {"dag_id": dag_id, "run_id": run_id}
 
 
-def reap(conn: psycopg.Connection, dagrun_state: DagRunState | None = None) -> list[int]:
-    """Close every `running` batch whose run is gone as `abandoned`; return their ids."""
+def reap(conn: psycopg.Connection, dagrun_state: DagRunState | None = None, *, commit: bool = True) -> list[int]:
+    """Close every `running` batch whose run is gone as `abandoned`; return their ids. With
+    commit=False the caller's transaction carries the change (create_batch commits it with the
+    new request, and the request's alerts keep the same now())."""
     running = conn.execute("SELECT id, owner, dag_id, run_id FROM sync.batch WHERE status = 'running'"
                            " ORDER BY id").fetchall()
     dead: dict[int, str] = {}
@@ -81,7 +83,8 @@ def reap(conn: psycopg.Connection, dagrun_state: DagRunState | None = None) -> l
         conn.execute("UPDATE sync.batch SET status = 'abandoned', completed_at = now(),"
                      " details = details || jsonb_build_object('abandoned', %s::text)"
                      " WHERE id = %s AND status = 'running'", (reason, batch_id))
-    conn.commit()
+    if commit:
+        conn.commit()
     return sorted(dead)
 
 

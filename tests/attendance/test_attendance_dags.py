@@ -94,7 +94,8 @@ def test_refresh_task_precedes_attdayaggregation_in_every_dag(nv_config, airflow
                          "AttDayAggregation", "AttendanceExcuse"}
     defaults = {k: preset.params[k] for k in preset.params}
     assert defaults == {"districts": [], "check_dependencies": True, "objects": ["AttDayAggregation", "AttendanceExcuse"],
-                        "school_year": "current", "requested_by": "state", attendance.PARAM: True}
+                        "school_year": "current", "requested_by": "state", attendance.PARAM: True,
+                        "confirm_deletes": False}
     assert preset.schedule is None and "Attendance Aggregation Refresh" in preset.doc_md
 
     # a KY deployment syncs neither attendance object: no refresh task, no param, no preset

@@ -75,7 +75,7 @@ def synced(golden, server_dsn, monkeypatch):
 
 @pytest.fixture
 def student(synced):
-    """Two students of 0101 with a current-year enrollment, a Form row and a Behavior row at the state."""
+    """Two students of 0101 with a current-year enrollment, Form, Behavior and CustomStudent rows at the state."""
     found = q(synced["state"], """
         SELECT p.personid FROM state.personidentity p
          WHERE p.district_id = %s
@@ -83,6 +83,8 @@ def student(synced):
                         AND e.personid = p.personid AND e.endyear = %s)
            AND EXISTS (SELECT 1 FROM state.form f WHERE f.district_id = p.district_id AND f.personid = p.personid)
            AND EXISTS (SELECT 1 FROM state.behavior b WHERE b.district_id = p.district_id AND b.personid = p.personid)
+           AND EXISTS (SELECT 1 FROM state.customstudent c WHERE c.district_id = p.district_id
+                        AND c.personid = p.personid)
          ORDER BY p.personid LIMIT 2""", (DISTRICT, YEAR))
     assert len(found) == 2, "demo data has no two students with enrollments, forms and behaviors"
     return found[0][0], found[1][0]
