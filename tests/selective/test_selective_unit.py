@@ -118,11 +118,11 @@ def test_trigger_form_schema():
     ids = params["ids"]
     for good in ("3667, 3669", "3667\n3669\n", ["3667", 3669]):
         assert ids.resolve(good) == good
-    for bad, shown in (("", "non-empty"), ([], "non-empty")):
+    for bad, shown in (("", "non-empty"), ([], "non-empty"), ([0], "less than the minimum of 1")):
         with pytest.raises(ParamValidationError, match=shown):
             ids.resolve(bad)
     # malformed tokens pass the form and are refused by the first task, naming just the token
-    for bad, shown in (("12, abc", "'abc'"), ([0], "'0'"), (["x"], "'x'")):
+    for bad, shown in (("12, abc", "'abc'"), ("0 7", "'0'"), (["x"], "'x'")):
         with pytest.raises(selective.SelectiveError, match=shown):
             selective.parse_ids(ids.resolve(bad))
     assert params["object"].resolve("Enrollment") == "Enrollment"
