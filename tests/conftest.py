@@ -46,6 +46,8 @@ os.environ.update({
 (_TMP / "runtime").mkdir(mode=0o700)
 os.environ.setdefault("XDG_RUNTIME_DIR", str(_TMP / "runtime"))
 
+from pg_helpers import dsn_for  # noqa: E402 - after sys.path has tests/
+
 
 def pytest_sessionfinish(session, exitstatus):
     """Stop the embedded server this session started, then remove its files."""
@@ -89,13 +91,6 @@ def server_dsn() -> str:
     return uri
 
 
-def _dsn_for(server_dsn: str, database: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(server_dsn)
-    return urlunsplit(parts._replace(path=f"/{database}"))
-
-
 @pytest.fixture
 def make_db(server_dsn):
     """Factory: a fresh, empty database by name (dropped first); returns its URI."""
@@ -106,7 +101,7 @@ def make_db(server_dsn):
         with psycopg.connect(server_dsn, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        return _dsn_for(server_dsn, name)
+        return dsn_for(server_dsn, name)
 
     return make
 

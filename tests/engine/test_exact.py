@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from campus_sync import engine, schema
 from campus_sync.hierarchy import compile_path
-from conftest import _dsn_for
+from pg_helpers import dsn_for
 
 pytestmark = pytest.mark.db
 
@@ -50,7 +50,7 @@ def probe(tmp_path_factory, server_dsn):
         for name in ("t_probe_state", "t_probe_district"):
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-            dsns[name] = _dsn_for(server_dsn, name)
+            dsns[name] = dsn_for(server_dsn, name)
     with psycopg.connect(dsns["t_probe_state"]) as conn:
         schema.ensure_state_schema(conn, graph)
     with psycopg.connect(dsns["t_probe_district"]) as conn:
