@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo dag lock bench clean-demo airflow airflow-stop airflow-status bench-web browser-deps test-web
+.PHONY: setup test demo dag lock bench clean-demo airflow airflow-stop airflow-status bench-web browser-deps test-web screenshots
 
 setup: $(STAMP)
 
@@ -57,3 +57,7 @@ browser-deps:
 # The page's tests: data layer on PostgreSQL, rights over HTTP and the browser against a real Airflow.
 test-web: setup
 	$(BIN)/python -m pytest tests/web tests/live/test_page_browser.py tests/live/test_page_rights.py
+
+# Refresh the README's screenshots (docs/screenshots/) from the browser tests against a real Airflow.
+screenshots: setup
+	CAMPUS_SYNC_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest tests/live/test_page_browser.py
