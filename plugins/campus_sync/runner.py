@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -44,6 +45,9 @@ def prepare(airflow_home: Path | None = None) -> Path:
     }
     for k, v in env.items():
         os.environ.setdefault(k, v)
+    # Airflow 3.3's .airflowignore matcher uses a pathspec class that pathspec 1.x deprecates;
+    # harmless, and not ours to fix: keep it out of the demo's output.
+    warnings.filterwarnings("ignore", message=r"GitWildMatchPattern", category=DeprecationWarning)
     runtime = home / "runtime"
     runtime.mkdir(mode=0o700, exist_ok=True)
     os.environ.setdefault("XDG_RUNTIME_DIR", str(runtime))
