@@ -102,21 +102,25 @@ def row_hash_expr(spec: ObjectSpec, alias: str) -> sql.Composable:
 
 
 class Digest:
-    """Per bucket: count and XOR of row hashes of accepted rows; plus the refusals counted.
+    """Per bucket: (count, XOR of row hashes) of accepted rows; plus the refusals counted.
 
-    Two fixed arrays of `buckets` 64-bit slots, filled from a server-side cursor: memory stays
-    under 1 MiB per side however many rows the object has."""
+    Sparse (only buckets that hold rows), so a small object costs what it holds, and at most
+    `buckets` entries however many rows the object has."""
 
     def __init__(self, buckets: int) -> None:
-        self.counts = array("q", bytes(8 * buckets))
-        self.xors = array("q", bytes(8 * buckets))
+        self.buckets = buckets
+        self.sums: dict[int, tuple[int, int]] = {}
         self.rows = 0  # every row in scope, refused ones included
+        self.kept = 0  # refused rows whose copy at the state is kept (district side)
         self.reasons: dict[str, int] = {}
+
+    @property
+    def accepted(self) -> int:
+        return sum(c for c, _ in self.sums.values())
 
     def changed(self, other: Digest) -> list[int]:
         """Buckets whose accepted rows differ between the two digests, sorted."""
-        return [b for b in range(len(self.counts))
-                if self.counts[b] != other.counts[b] or self.xors[b] != other.xors[b]]
+        return sorted(b for b in self.sums.keys() | other.sums.keys() if self.sums.get(b) != other.sums.get(b))
 
 
 def kept_expr(spec: ObjectSpec, alias: str) -> sql.Composable:
@@ -142,13 +146,6 @@ def district_totals(conn: psycopg.Connection, spec: ObjectSpec, source_query: st
     return conn.execute(query).fetchone()
 
 
-def district_reasons(conn: psycopg.Connection, source_query: str) -> dict[str, int]:
-    """Refused rows of the extract, counted per reason."""
-    query = sql.SQL("SELECT d.reject_reason, count(*) FROM ({}) AS d WHERE d.reject_reason IS NOT NULL"
-                    " GROUP BY 1 ORDER BY 1").format(sql.SQL(source_query))
-    return dict(conn.execute(query).fetchall())
-
-
 def state_totals(conn: psycopg.Connection, spec: ObjectSpec, target: sql.Composable, scope_sql: sql.Composable,
                  scope_params: list) -> tuple[int, int]:
     """(rows, XOR of row hashes) of the state rows in scope (alias `s` in `scope_sql`)."""
@@ -157,24 +154,27 @@ def state_totals(conn: psycopg.Connection, spec: ObjectSpec, target: sql.Composa
     return conn.execute(query, scope_params).fetchone()
 
 
-def _fetch(conn: psycopg.Connection, query: sql.Composable, params: list | None = None):
-    """Rows of a digest query through a server-side cursor, a few thousand at a time."""
-    with conn.cursor(name="campus_digest") as cur:
-        cur.itersize = 8192
-        cur.execute(query, params)
-        yield from cur
+def district_reasons(conn: psycopg.Connection, source_query: str) -> dict[str, int]:
+    """Refused rows of the extract, counted per reason."""
+    query = sql.SQL("SELECT d.reject_reason, count(*) FROM ({}) AS d WHERE d.reject_reason IS NOT NULL"
+                    " GROUP BY 1 ORDER BY 1").format(sql.SQL(source_query))
+    return dict(conn.execute(query).fetchall())
 
 
 def district_digest(conn: psycopg.Connection, spec: ObjectSpec, source_query: str, buckets: int) -> Digest:
-    """Digest of the district's extract (`source_query`: the bound query the copy would run)."""
+    """Digest of the district's extract (`source_query`: the bound query the copy would run):
+    one pass, which also counts the refusals per reason and the refused rows the state keeps."""
     query = sql.SQL(
-        "SELECT {bucket}, d.reject_reason, count(*), bit_xor({hash}) FROM ({source}) AS d GROUP BY 1, 2"
-    ).format(bucket=bucket_expr(spec, "d", buckets), hash=row_hash_expr(spec, "d"), source=sql.SQL(source_query))
+        "SELECT {bucket}, d.reject_reason, count(*), bit_xor({hash}) FILTER (WHERE d.reject_reason IS NULL),"
+        " count(*) FILTER (WHERE {kept}) FROM ({source}) AS d GROUP BY 1, 2"
+    ).format(bucket=bucket_expr(spec, "d", buckets), hash=row_hash_expr(spec, "d"), kept=kept_expr(spec, "d"),
+             source=sql.SQL(source_query))
     out, reasons = Digest(buckets), Counter()
-    for bucket, reason, count, xor in _fetch(conn, query):
+    for bucket, reason, count, xor, kept in _fetch(conn, query, ["integer", "text", "bigint", "bigint", "bigint"]):
         out.rows += count
+        out.kept += kept
         if reason is None:
-            out.counts[bucket], out.xors[bucket] = count, xor
+            out.sums[bucket] = (count, xor)
         else:
             reasons[reason] += count
     out.reasons = dict(sorted(reasons.items()))
@@ -187,7 +187,93 @@ def state_digest(conn: psycopg.Connection, spec: ObjectSpec, target: sql.Composa
     query = sql.SQL("SELECT {bucket}, count(*), bit_xor({hash}) FROM {target} s WHERE {scope} GROUP BY 1").format(
         bucket=bucket_expr(spec, "s", buckets), hash=row_hash_expr(spec, "s"), target=target, scope=scope_sql)
     out = Digest(buckets)
-    for bucket, count, xor in _fetch(conn, query, scope_params):
+    for bucket, count, xor in _fetch(conn, query, ["integer", "bigint", "bigint"], scope_params):
         out.rows += count
-        out.counts[bucket], out.xors[bucket] = count, xor
+        out.sums[bucket] = (count, xor)
     return out
+
+
+# ------------------------------------------------------------------ second level: rows
+# A bucket holds ~16 rows, so copying whole buckets carries ~15 unchanged rows per change. For
+# the buckets that differ, both sides list (key hash, row hash) per accepted row, sorted; the
+# key hashes whose rows differ are the only ones copied. The state side also lists where each
+# row is (its ctid, as one integer), so a row the district no longer has is found again without
+# another pass over the table.
+
+ROWS_MAX = 400_000  # rows listed per side at most (~10 MB): beyond, copy whole buckets
+
+
+class Rows:
+    """(key hash, row hash[, ctid]) of the rows in some buckets, sorted: three compact arrays."""
+
+    def __init__(self) -> None:
+        self.keys = array("q")
+        self.hashes = array("q")
+        self.ctids = array("q")
+
+
+def key_hash_expr(spec: ObjectSpec, alias: str) -> sql.Composable:
+    """64-bit hash of a row's key (the bucket is its low bits)."""
+    types = dict(spec.columns)
+    return sql.SQL("hash_record_extended({}, 0)").format(_row(alias, [(k, types[k]) for k in spec.key]))
+
+
+def district_rows(conn: psycopg.Connection, spec: ObjectSpec, source_query: str) -> Rows:
+    """The accepted rows of `source_query` (the bound extract, limited to the buckets that
+    differ), sorted by key hash and row hash."""
+    query = sql.SQL(
+        "SELECT {key}, {hash} FROM ({source}) AS d WHERE d.reject_reason IS NULL ORDER BY 1, 2"
+    ).format(key=key_hash_expr(spec, "d"), hash=row_hash_expr(spec, "d"), source=sql.SQL(source_query))
+    out = Rows()
+    for key, row in _fetch(conn, query, ["bigint", "bigint"]):
+        out.keys.append(key)
+        out.hashes.append(row)
+    return out
+
+
+def state_rows(conn: psycopg.Connection, spec: ObjectSpec, target: sql.Composable, scope_sql: sql.Composable,
+               scope_params: list, buckets: int, wanted: list[int]) -> Rows:
+    """The state rows in scope of the `wanted` buckets, sorted, with their ctids."""
+    query = sql.SQL(
+        "SELECT {key}, {hash}, ((s.ctid::text::point)[0]::bigint << 16) | (s.ctid::text::point)[1]::bigint"
+        " FROM {target} s WHERE {scope} AND {within} ORDER BY 1, 2"
+    ).format(key=key_hash_expr(spec, "s"), hash=row_hash_expr(spec, "s"), target=target, scope=scope_sql,
+             within=sql.SQL("{} = ANY(CAST(%s AS integer[]))").format(bucket_expr(spec, "s", buckets)))
+    out = Rows()
+    for key, row, ctid in _fetch(conn, query, ["bigint", "bigint", "bigint"], [*scope_params, wanted]):
+        out.keys.append(key)
+        out.hashes.append(row)
+        out.ctids.append(ctid)
+    return out
+
+
+def differing(district: Rows, state: Rows) -> tuple[list[int], list[str]]:
+    """The key hashes whose rows differ (a row added, gone or changed: the multisets of row
+    hashes under the key hash differ), and the ctids of the state's rows under them."""
+    keys: list[int] = []
+    ctids: list[str] = []
+    dk, dh, sk, sh, sc = district.keys, district.hashes, state.keys, state.hashes, state.ctids
+    i = j = 0
+    n, m = len(dk), len(sk)
+    while i < n or j < m:
+        k = dk[i] if j >= m or (i < n and dk[i] <= sk[j]) else sk[j]
+        i0, j0 = i, j
+        while i < n and dk[i] == k:
+            i += 1
+        while j < m and sk[j] == k:
+            j += 1
+        if dh[i0:i] != sh[j0:j]:
+            keys.append(k)
+            ctids.extend(f"({c >> 16},{c & 0xFFFF})" for c in sc[j0:j])
+    return keys, ctids
+
+
+def _fetch(conn: psycopg.Connection, query: sql.Composable, types: list[str], params: list | None = None):
+    """Rows of a digest query, streamed with binary `COPY (query) TO STDOUT`: constant memory,
+    and unlike a server-side cursor (planned for its first rows, never in parallel) it runs
+    with the same plan as a plain query: 4x faster for 65,536 buckets of 1M rows."""
+    if params is not None:  # COPY takes no parameters: bind them client-side
+        query = sql.SQL(psycopg.ClientCursor(conn).mogrify(query, params))
+    with conn.cursor().copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT BINARY)").format(query)) as copy:
+        copy.set_types(types)
+        yield from copy.rows()
