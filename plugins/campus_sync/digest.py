@@ -161,12 +161,18 @@ def district_reasons(conn: psycopg.Connection, source_query: str) -> dict[str, i
     return dict(conn.execute(query).fetchall())
 
 
+# The digests group a subquery fenced with OFFSET 0: the planner cannot trace the bucket back to
+# the key column, so it sizes the hash table for a few buckets and grows it, instead of for one
+# group per key (a 32 MB table for 1M rows, every lookup a cache miss: 0.46 s instead of 0.27 s).
+
+
 def district_digest(conn: psycopg.Connection, spec: ObjectSpec, source_query: str, buckets: int) -> Digest:
     """Digest of the district's extract (`source_query`: the bound query the copy would run):
     one pass, which also counts the refusals per reason and the refused rows the state keeps."""
     query = sql.SQL(
-        "SELECT {bucket}, d.reject_reason, count(*), bit_xor({hash}) FILTER (WHERE d.reject_reason IS NULL),"
-        " count(*) FILTER (WHERE {kept}) FROM ({source}) AS d GROUP BY 1, 2"
+        "SELECT b, r, count(*), bit_xor(h), count(*) FILTER (WHERE k) FROM (SELECT {bucket} AS b,"
+        " d.reject_reason AS r, CASE WHEN d.reject_reason IS NULL THEN {hash} END AS h, {kept} AS k"
+        " FROM ({source}) AS d OFFSET 0) AS x GROUP BY 1, 2"
     ).format(bucket=bucket_expr(spec, "d", buckets), hash=row_hash_expr(spec, "d"), kept=kept_expr(spec, "d"),
              source=sql.SQL(source_query))
     out, reasons = Digest(buckets), Counter()
@@ -184,7 +190,8 @@ def district_digest(conn: psycopg.Connection, spec: ObjectSpec, source_query: st
 def state_digest(conn: psycopg.Connection, spec: ObjectSpec, target: sql.Composable, scope_sql: sql.Composable,
                  scope_params: list, buckets: int) -> Digest:
     """Digest of the state rows in scope (alias `s` in `scope_sql`)."""
-    query = sql.SQL("SELECT {bucket}, count(*), bit_xor({hash}) FROM {target} s WHERE {scope} GROUP BY 1").format(
+    query = sql.SQL("SELECT b, count(*), bit_xor(h) FROM (SELECT {bucket} AS b, {hash} AS h FROM {target} s"
+                    " WHERE {scope} OFFSET 0) AS x GROUP BY 1").format(
         bucket=bucket_expr(spec, "s", buckets), hash=row_hash_expr(spec, "s"), target=target, scope=scope_sql)
     out = Digest(buckets)
     for bucket, count, xor in _fetch(conn, query, ["integer", "bigint", "bigint"], scope_params):
