@@ -33,7 +33,9 @@ def prepare(graph: hierarchy.Hierarchy, cfg: config.Config, students: int, distr
     AttDayAggregation) and a state without any of its rows; returns rows seeded per object."""
     with psycopg.connect(district_dsn) as conn:
         seeded = demo.seed_district(conn, graph, DISTRICT, 0, students, 7, cfg.end_year(), cfg.state)
-    attendance.refresh(district_dsn, cfg.attendance_refresh.sql, end_year=cfg.end_year(), district_id=DISTRICT.id)
+    if attendance.AGGREGATE in graph.enabled(cfg.state) and cfg.attendance_refresh.enabled:
+        attendance.refresh(district_dsn, cfg.attendance_refresh.sql, end_year=cfg.end_year(),
+                           district_id=DISTRICT.id)
     with psycopg.connect(state_dsn) as conn:
         schema.ensure_state_schema(conn, graph)
         conn.execute(sql.SQL("TRUNCATE {} CASCADE").format(sql.SQL(", ").join(
