@@ -135,15 +135,25 @@ def kept_expr(spec: ObjectSpec, alias: str) -> sql.Composable:
     return sql.SQL("({})").format(sql.SQL(" AND ").join(parts))
 
 
-def district_totals(conn: psycopg.Connection, spec: ObjectSpec, source_query: str) -> tuple[int, int, int, int]:
-    """(rows, accepted rows, XOR of accepted row hashes, refused rows the state keeps) of the
-    whole extract: one pass, no grouping, so an unchanged object costs one read."""
+def district_totals(conn: psycopg.Connection, spec: ObjectSpec, source_query: str
+                    ) -> tuple[int, int, int, int, dict[str, int]]:
+    """(rows, accepted rows, XOR of accepted row hashes, refused rows the state keeps, refused
+    rows per reason) of the whole extract: one pass grouped only by reason (a handful of
+    groups), so an unchanged object costs one read and one round trip."""
     query = sql.SQL(
-        "SELECT count(*), count(*) FILTER (WHERE d.reject_reason IS NULL),"
-        " coalesce(bit_xor({hash}) FILTER (WHERE d.reject_reason IS NULL), 0),"
-        " count(*) FILTER (WHERE {kept}) FROM ({source}) AS d"
+        "SELECT d.reject_reason, count(*), coalesce(bit_xor({hash}) FILTER (WHERE d.reject_reason IS NULL), 0),"
+        " count(*) FILTER (WHERE {kept}) FROM ({source}) AS d GROUP BY 1"
     ).format(hash=row_hash_expr(spec, "d"), kept=kept_expr(spec, "d"), source=sql.SQL(source_query))
-    return conn.execute(query).fetchone()
+    rows = accepted = xor = kept = 0
+    reasons: dict[str, int] = {}
+    for reason, count, group_xor, group_kept in conn.execute(query):
+        rows += count
+        kept += group_kept
+        if reason is None:
+            accepted, xor = count, group_xor
+        else:
+            reasons[reason] = count
+    return rows, accepted, xor, kept, dict(sorted(reasons.items()))
 
 
 def state_totals(conn: psycopg.Connection, spec: ObjectSpec, target: sql.Composable, scope_sql: sql.Composable,

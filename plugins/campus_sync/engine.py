@@ -37,10 +37,7 @@ HELD = sql.Identifier("campus_held")
 KEPT = sql.Identifier("campus_kept")
 
 
-# A digest groups by up to 65,536 buckets (x refusal reasons at the district): ~8-30 MB of hash
-# table whatever the row count. With the default work_mem (4 MB, x2 for hashes) the grouping
-# spilled to disk in 33 batches and took 0.8 s instead of 0.3 s for 1M rows.
-SET_DIGEST_MEMORY = "SET LOCAL work_mem = '64MB'"
+DIGEST_MEMORY = "64MB"  # work_mem for the digests' grouping (see lock_related)
 
 CONFIRM_HINT = ("if this is intended, run again with the DAG param confirm_deletes=true "
                 "(CLI: campus-sync dag run ... --confirm-deletes)")
@@ -200,19 +197,14 @@ def sync_object(
     scope_sql, scope_params = scope_filter(spec, scope, "s")
     scope_params = [district_id, *scope_params]
 
-    with _sides(name, district_id) as conns:
-        conns["state"] = None
-        conns["state"] = state = psycopg.connect(state_dsn)
-        conns["district"] = None
-        conns["district"] = source = psycopg.connect(source_dsn)
+    with ThreadPoolExecutor(max_workers=1) as pool, _sides(name, district_id) as conns:
+        state, source = _connect(pool, conns, state_dsn, source_dsn)
         with state, source:
             # One snapshot of the district for the digest and the copy that follows it.
             source.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             source.read_only = True
             cur = state.cursor()
             # A killed task must not leave its statement running on the server holding locks.
-            cur.execute("SET LOCAL client_connection_check_interval = '5s'")
-            cur.execute(SET_DIGEST_MEMORY)
             lock_related(cur, graph, name, district_id)
             # A district's first load into the table is a plain insert: merging against an empty,
             # analysed table makes the planner re-scan the growing target once per row.
@@ -225,7 +217,7 @@ def sync_object(
             held = 0
             if not fresh and not scope.key_column:
                 known, held, wanted, scope_sql = _compare_digests(
-                    graph, spec, scope, source, cur, target, scope_sql, scope_params, guard)
+                    graph, spec, scope, source, cur, target, scope_sql, scope_params, guard, pool)
                 if wanted is not None and wanted.nothing:  # nothing differs: nothing to copy or write
                     source.rollback()
                     _count(result, known.rows, known.reasons)
@@ -303,9 +295,43 @@ def lock_keys(graph: Hierarchy, name: str, district_id: str) -> list[tuple[int, 
 
 
 def lock_related(cur: psycopg.Cursor, graph: Hierarchy, name: str, district_id: str) -> None:
+    """Open the state transaction: its settings, then `lock_keys`' locks in their order.
+
+    One statement, one round trip (a deep object has 6 locks; per-object round trips are what a
+    district of 54 small objects pays for). A target list is evaluated left to right, so the
+    locks are taken in the listed order. A killed task must not leave its statement running on
+    the server holding locks (client_connection_check_interval); the digests group by up to
+    65,536 buckets (x refusal reasons): ~8-30 MB of hash table whatever the row count, which
+    with the default work_mem (4 MB) spilled to disk (0.8 s instead of 0.3 s for 1M rows)."""
+    calls: list[sql.Composable] = [sql.SQL("set_config('client_connection_check_interval', '5s', true)"),
+                                   sql.SQL("set_config('work_mem', {}, true)").format(sql.Literal(DIGEST_MEMORY))]
+    ids = []
     for lock_id, exclusive in lock_keys(graph, name, district_id):
         fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
-        cur.execute(sql.SQL("SELECT {}(%s)").format(sql.Identifier(fn)), (lock_id,))
+        calls.append(sql.SQL("{}(%s)").format(sql.Identifier(fn)))
+        ids.append(lock_id)
+    cur.execute(sql.SQL("SELECT {}").format(sql.SQL(", ").join(calls)), ids)
+
+
+def _connect(pool: ThreadPoolExecutor, conns: dict[str, psycopg.Connection | None], state_dsn: str,
+             source_dsn: str) -> tuple[psycopg.Connection, psycopg.Connection]:
+    """Open both sides at once (a connection is a backend started: ~2 ms of a small object's
+    ~7), each registered under its side as soon as it is open, so a failed connect names its
+    side; neither is left open when the other fails."""
+    conns["state"] = conns["district"] = None
+    pending = pool.submit(psycopg.connect, source_dsn)
+    try:
+        conns["state"] = psycopg.connect(state_dsn)
+    finally:
+        try:
+            conns["district"] = pending.result()
+        except psycopg.OperationalError:
+            if conns["state"] is not None:
+                conns["state"].close()
+            raise
+        if conns["state"] is None:
+            conns["district"].close()
+    return conns["state"], conns["district"]
 
 
 @contextmanager
@@ -346,52 +372,51 @@ def _reading(spec: ObjectSpec) -> Iterator[None]:
 
 def _compare_digests(graph: Hierarchy, spec: ObjectSpec, scope: Scope, source: psycopg.Connection,
                      cur: psycopg.Cursor, target: sql.Composable, scope_sql: sql.Composable,
-                     scope_params: list, guard: DeleteGuard
+                     scope_params: list, guard: DeleteGuard, pool: ThreadPoolExecutor
                      ) -> tuple[digest.Digest, int, Wanted | None, sql.Composable]:
     """Compare both sides, each query running at the district while its twin runs at the state.
 
     First the totals (one pass, no grouping: an unchanged object costs just that), then the
     per-bucket digests, then, for the buckets that differ, a filtered pass listing their rows,
-    so only rows that really differ are copied. Returns the district's digest (its row and refusal counts), the rows
-    the state holds in scope, what to copy (`Wanted`; None: everything) and the state scope to
-    merge in: refused rows the state keeps are taken out of it by key (temp table
+    so only rows that really differ are copied. Returns the district's digest (its row and
+    refusal counts), the rows the state holds in scope, what to copy (`Wanted`; None:
+    everything) and the state scope to merge in: refused rows the state keeps are taken out of it by key (temp table
     `campus_kept`), so they neither make a bucket differ nor get deleted."""
     query = source_query(graph, spec, scope, source)
-    source.execute(SET_DIGEST_MEMORY)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        at_district = pool.submit(digest.district_totals, source, spec, query)
-        held, state_xor = digest.state_totals(cur.connection, spec, target, scope_sql, scope_params)
-        with _reading(spec):
-            rows, accepted, district_xor, kept = at_district.result()
-        comparable = held
-        if kept and held:
-            scope_sql = _exclude_kept(graph, spec, scope, source, cur, scope_sql)
-            comparable, state_xor = digest.state_totals(cur.connection, spec, target, scope_sql, scope_params)
-        if accepted == 0 and comparable and not guard.confirmed:
-            raise EmptySourceError(
-                f"refused: district {scope_params[0]} has no accepted {spec.name} rows ({rows} in scope, "
-                f"all refused or none) but the state holds {comparable}; nothing was written; {CONFIRM_HINT}")
-        if (accepted, district_xor) == (comparable, state_xor):  # nothing differs
-            district = digest.Digest(1)
-            district.rows = rows
-            district.reasons = digest.district_reasons(source, query) if rows > accepted else {}
-            return district, held, Wanted(1, []), scope_sql
-        buckets = digest.bucket_count(max(accepted, comparable))
-        at_district = pool.submit(digest.district_digest, source, spec, query, buckets)
-        at_state = digest.state_digest(cur.connection, spec, target, scope_sql, scope_params, buckets)
-        with _reading(spec):
-            district = at_district.result()
-        changed = district.changed(at_state)
-        listed = sum(district.sums.get(b, (0, 0))[0] + at_state.sums.get(b, (0, 0))[0] for b in changed)
-        if listed > (accepted + comparable) // 2:  # most of it differs: copying everything is cheaper
-            return district, held, None, scope_sql
-        if listed > 2 * digest.ROWS_MAX:
-            return district, held, Wanted(buckets, changed), scope_sql
-        rows_query = source_query(graph, spec, scope, source, (buckets, changed))
-        at_district = pool.submit(digest.district_rows, source, spec, rows_query)
-        state_rows = digest.state_rows(cur.connection, spec, target, scope_sql, scope_params, buckets, changed)
-        with _reading(spec):
-            district_rows = at_district.result()
+    at_district = pool.submit(digest.district_totals, source, spec, query)
+    held, state_xor = digest.state_totals(cur.connection, spec, target, scope_sql, scope_params)
+    with _reading(spec):
+        rows, accepted, district_xor, kept, reasons = at_district.result()
+    comparable = held
+    if kept and held:
+        scope_sql = _exclude_kept(graph, spec, scope, source, cur, scope_sql)
+        comparable, state_xor = digest.state_totals(cur.connection, spec, target, scope_sql, scope_params)
+    if accepted == 0 and comparable and not guard.confirmed:
+        raise EmptySourceError(
+            f"refused: district {scope_params[0]} has no accepted {spec.name} rows ({rows} in scope, "
+            f"all refused or none) but the state holds {comparable}; nothing was written; {CONFIRM_HINT}")
+    if (accepted, district_xor) == (comparable, state_xor):  # nothing differs
+        district = digest.Digest(1)
+        district.rows = rows
+        district.reasons = reasons
+        return district, held, Wanted(1, []), scope_sql
+    source.execute("SELECT set_config('work_mem', %s, true)", (DIGEST_MEMORY,))
+    buckets = digest.bucket_count(max(accepted, comparable))
+    at_district = pool.submit(digest.district_digest, source, spec, query, buckets)
+    at_state = digest.state_digest(cur.connection, spec, target, scope_sql, scope_params, buckets)
+    with _reading(spec):
+        district = at_district.result()
+    changed = district.changed(at_state)
+    listed = sum(district.sums.get(b, (0, 0))[0] + at_state.sums.get(b, (0, 0))[0] for b in changed)
+    if listed > (accepted + comparable) // 2:  # most of it differs: copying everything is cheaper
+        return district, held, None, scope_sql
+    if listed > 2 * digest.ROWS_MAX:
+        return district, held, Wanted(buckets, changed), scope_sql
+    rows_query = source_query(graph, spec, scope, source, (buckets, changed))
+    at_district = pool.submit(digest.district_rows, source, spec, rows_query)
+    state_rows = digest.state_rows(cur.connection, spec, target, scope_sql, scope_params, buckets, changed)
+    with _reading(spec):
+        district_rows = at_district.result()
     keys, ctids = digest.differing(district_rows, state_rows)
     return district, held, Wanted(buckets, changed, keys, ctids), scope_sql
 
