@@ -5,7 +5,9 @@ districts: there the fixed cost of each object (connections, locks, temp tables,
 round trips) weighs more than the rows. This bench seeds one demo district (`demo.seed_district`,
 N students), then times the engine alone (no Airflow) over every object the configured state
 enables, in plan order, as a first load into an empty state and as an unchanged resync, and
-the per-object fixed cost: the median unchanged resync of a 1-row object (District).
+the per-object fixed cost: the median unchanged resync of a 1-row object (District). The
+unchanged resync runs twice: right after the load (its first read, which sets every row's hint
+bits) and after VACUUM (ANALYZE), as autovacuum leaves the state before a weekly run.
 """
 
 from __future__ import annotations
@@ -67,6 +69,11 @@ def _round(graph: hierarchy.Hierarchy, cfg: config.Config, students: int, distri
         graph, names, district_dsn, state_dsn, cfg.end_year())
     out["unchanged_resync_s"], out["unchanged_per_object_s"], again = _pass(
         graph, names, district_dsn, state_dsn, cfg.end_year())
+    # the same, on the state as a weekly run finds it (autovacuum has run since the load)
+    with psycopg.connect(state_dsn, autocommit=True) as conn:
+        conn.execute("VACUUM (ANALYZE)")
+    out["unchanged_resync_settled_s"], _, settled = _pass(graph, names, district_dsn, state_dsn, cfg.end_year())
+    again += settled
     out["rows"] = sum(r.processed for r in first)
     out["inserted"] = sum(r.inserted for r in first)
     out["unchanged_written"] = sum(r.inserted + r.updated + r.deleted for r in again)
@@ -91,7 +98,7 @@ def run(students: int, repeats: int = REPEATS) -> dict[str, Any]:
     rounds = [_round(graph, cfg, students, district_dsn, state_dsn) for _ in range(repeats)]
     last = rounds[-1]
     med = {k: statistics.median(r[k] for r in rounds)
-           for k in ("first_load_s", "unchanged_resync_s", "object_fixed_cost_ms")}
+           for k in ("first_load_s", "unchanged_resync_s", "unchanged_resync_settled_s", "object_fixed_cost_ms")}
     first, unchanged = med["first_load_s"], med["unchanged_resync_s"]
     slowest = sorted(last["unchanged_per_object_s"].items(), key=lambda kv: -kv[1])[:5]
     out: dict[str, Any] = {
@@ -113,9 +120,12 @@ def run(students: int, repeats: int = REPEATS) -> dict[str, Any]:
         "district_first_load_per_object_s": last["first_load_per_object_s"],
         "district_unchanged_per_object_s": last["unchanged_per_object_s"],
     }
-    out["district_ratios"] = {"unchanged_time_vs_first_load": round(unchanged / max(first, 1e-9), 3)}
+    out["district_unchanged_resync_settled_s"] = med["unchanged_resync_settled_s"]
+    out["district_ratios"] = {
+        "unchanged_time_vs_first_load": round(unchanged / max(first, 1e-9), 3),
+        "unchanged_settled_time_vs_first_load": round(med["unchanged_resync_settled_s"] / max(first, 1e-9), 3)}
     out["district_targets_met"] = {
-        "unchanged_le_0.2x_first_load": out["district_ratios"]["unchanged_time_vs_first_load"] <= 0.2}
+        k.replace("time_vs", "le_0.2x"): v <= 0.2 for k, v in out["district_ratios"].items()}
     return out
 
 
@@ -130,8 +140,10 @@ def format_table(res: dict[str, Any]) -> str:
         f"unchanged resync  {res['district_unchanged_resync_s']:>8.3f} s  {res['district_unchanged_rows_per_s']:>10,} rows/s"
         f"  rounds {res['district_samples']['unchanged_resync_s']}"
         f"  ({res['district_unchanged_written']} rows written, {res['district_unchanged_copied']} copied)",
-        f"unchanged / first load {r:.3f}  (target <= 0.2: "
-        f"{'ok' if res['district_targets_met']['unchanged_le_0.2x_first_load'] else 'MISSED'})",
+        f"unchanged, settled {res['district_unchanged_resync_settled_s']:>7.3f} s  (after VACUUM (ANALYZE), as"
+        " autovacuum leaves the state before a weekly run)",
+        f"unchanged / first load {r:.3f}, settled {res['district_ratios']['unchanged_settled_time_vs_first_load']:.3f}"
+        " (target <= 0.2)",
         f"per-object fixed cost (unchanged {FIXED_OBJECT}, 1 row): {res['district_object_fixed_cost_ms']} ms;"
         f" unchanged resync per object: {res['district_unchanged_per_object_ms']} ms",
         "slowest objects of the unchanged resync: " + ", ".join(

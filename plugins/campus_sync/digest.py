@@ -221,12 +221,22 @@ ROWS_MAX = 400_000  # rows listed per side at most (~10 MB): beyond, copy whole 
 
 
 class Rows:
-    """(key hash, row hash[, ctid]) of the rows in some buckets, sorted: three compact arrays."""
+    """(key hash, row hash[, where]) of the rows in some buckets, sorted: three compact arrays.
+    `where` (state side) is the row's key when it is one integer column, else its ctid."""
 
-    def __init__(self) -> None:
+    def __init__(self, by_key: bool = False) -> None:
         self.keys = array("q")
         self.hashes = array("q")
         self.ctids = array("q")
+        self.by_key = by_key
+
+
+def integer_key(spec: ObjectSpec) -> str | None:
+    """The key column when the key is one int or bigint column (most objects): rows are then
+    found again through the primary key rather than by ctid."""
+    if len(spec.key) == 1 and dict(spec.columns)[spec.key[0]] in ("int", "bigint"):
+        return spec.key[0]
+    return None
 
 
 def key_hash_expr(spec: ObjectSpec, alias: str) -> sql.Composable:
@@ -250,13 +260,15 @@ def district_rows(conn: psycopg.Connection, spec: ObjectSpec, source_query: str)
 
 def state_rows(conn: psycopg.Connection, spec: ObjectSpec, target: sql.Composable, scope_sql: sql.Composable,
                scope_params: list, buckets: int, wanted: list[int]) -> Rows:
-    """The state rows in scope of the `wanted` buckets, sorted, with their ctids."""
+    """The state rows in scope of the `wanted` buckets, sorted, with their integer key or ctid."""
+    column = integer_key(spec)
+    where = (sql.SQL("CAST(s.{} AS bigint)").format(ident(column)) if column else
+             sql.SQL("((s.ctid::text::point)[0]::bigint << 16) | (s.ctid::text::point)[1]::bigint"))
     query = sql.SQL(
-        "SELECT {key}, {hash}, ((s.ctid::text::point)[0]::bigint << 16) | (s.ctid::text::point)[1]::bigint"
-        " FROM {target} s WHERE {scope} AND {within} ORDER BY 1, 2"
-    ).format(key=key_hash_expr(spec, "s"), hash=row_hash_expr(spec, "s"), target=target, scope=scope_sql,
-             within=sql.SQL("{} = ANY(CAST(%s AS integer[]))").format(bucket_expr(spec, "s", buckets)))
-    out = Rows()
+        "SELECT {key}, {hash}, {where} FROM {target} s WHERE {scope} AND {within} ORDER BY 1, 2"
+    ).format(key=key_hash_expr(spec, "s"), hash=row_hash_expr(spec, "s"), where=where, target=target,
+             scope=scope_sql, within=sql.SQL("{} = ANY(CAST(%s AS integer[]))").format(bucket_expr(spec, "s", buckets)))
+    out = Rows(by_key=column is not None)
     for key, row, ctid in _fetch(conn, query, ["bigint", "bigint", "bigint"], [*scope_params, wanted]):
         out.keys.append(key)
         out.hashes.append(row)
@@ -264,11 +276,12 @@ def state_rows(conn: psycopg.Connection, spec: ObjectSpec, target: sql.Composabl
     return out
 
 
-def differing(district: Rows, state: Rows) -> tuple[list[int], list[str]]:
+def differing(district: Rows, state: Rows) -> tuple[list[int], list]:
     """The key hashes whose rows differ (a row added, gone or changed: the multisets of row
-    hashes under the key hash differ), and the ctids of the state's rows under them."""
+    hashes under the key hash differ), and where the state's rows under them are (their integer
+    keys, or ctids as text)."""
     keys: list[int] = []
-    ctids: list[str] = []
+    ctids: list = []
     dk, dh, sk, sh, sc = district.keys, district.hashes, state.keys, state.hashes, state.ctids
     i = j = 0
     n, m = len(dk), len(sk)
@@ -281,7 +294,7 @@ def differing(district: Rows, state: Rows) -> tuple[list[int], list[str]]:
             j += 1
         if dh[i0:i] != sh[j0:j]:
             keys.append(k)
-            ctids.extend(f"({c >> 16},{c & 0xFFFF})" for c in sc[j0:j])
+            ctids.extend(sc[j0:j] if state.by_key else (f"({c >> 16},{c & 0xFFFF})" for c in sc[j0:j]))
     return keys, ctids
 
 

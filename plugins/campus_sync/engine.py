@@ -123,12 +123,12 @@ def extract_sql(graph: Hierarchy, spec: ObjectSpec) -> str:
 class Wanted:
     """What a resync copies when the digests differ: the rows of some buckets (`buckets` of
     `count`), or only the rows under some key hashes (`keys`, with `ctids`: where the state's
-    rows under them are). Neither (`Wanted` is None): everything."""
+    rows under them are: their integer keys, or ctids). Neither (`Wanted` is None): everything."""
 
     count: int
     buckets: list[int]
     keys: list[int] | None = None
-    ctids: list[str] = field(default_factory=list)
+    ctids: list = field(default_factory=list)
 
     @property
     def nothing(self) -> bool:
@@ -226,6 +226,8 @@ def sync_object(
 
             if fresh and not spec.foreign_keys and not scope.key_column:
                 # Nothing to check at the state and nothing to merge: stream straight into the table.
+                # (A child object streaming its rows in after staging only keys and parent keys for
+                # the check measured no faster: the district is read twice and the check remains.)
                 loaded = _load_direct(graph, spec, scope, source, cur, target, district_id)
                 if loaded is not None:
                     source.rollback()
@@ -435,7 +437,7 @@ def _exclude_kept(graph: Hierarchy, spec: ObjectSpec, scope: Scope, source: psyc
             cur.copy(sql.SQL("COPY {} FROM STDIN").format(KEPT)) as into:
         for chunk in out:
             into.write(chunk)
-    cur.execute(sql.SQL("ANALYZE {}").format(KEPT))
+    _analyze(cur, KEPT, cur.rowcount)
     return sql.SQL("{} AND NOT EXISTS (SELECT 1 FROM {} k WHERE {})").format(
         scope_sql, KEPT, _key_match(spec, "s", "k"))
 
@@ -513,7 +515,8 @@ def _load_fresh(graph: Hierarchy, spec: ObjectSpec, cur: psycopg.Cursor, target:
     The district has no rows in the table yet, so a duplicated key can only be a key staged
     twice, and the primary key finds it as the insert runs: the common case (no duplicates)
     skips the grouping pass over the stage, and a duplicate rolls the attempt back to a
-    savepoint and refuses the duplicates first, as a resync does."""
+    savepoint and refuses the duplicates first, as a resync does. (Checking the parents inside
+    the insert instead, a hashed subplan per row, measured 12 % slower than this anti-join.)"""
     try:
         with cur.connection.transaction():
             _refuse_null_keys(spec, cur)
@@ -542,10 +545,9 @@ def _insert_checked(cur: psycopg.Cursor, spec: ObjectSpec, target: sql.Composabl
     if not spec.foreign_keys:
         return _insert(cur, spec, target, district_id)
     previous = _skip_fk_triggers(cur, target)
-    if previous is None:
-        return _insert(cur, spec, target, district_id)
     inserted = _insert(cur, spec, target, district_id)
-    cur.execute("SELECT set_config('session_replication_role', %s, true)", (previous,))
+    if previous is not None:
+        cur.execute("SELECT set_config('session_replication_role', %s, true)", (previous,))
     return inserted
 
 
@@ -693,8 +695,9 @@ def _merge_buckets(cur: psycopg.Cursor, spec: ObjectSpec, target: sql.Composable
 def _merge_rows(cur: psycopg.Cursor, spec: ObjectSpec, target: sql.Composable, scope_sql: sql.Composable,
                 scope_params: list, wanted: Wanted) -> tuple[int, int, int]:
     """Merge the rows under the key hashes that differ: the staged rows are all of the
-    district's rows under them, the state's are at `wanted.ctids`. Every statement goes through
-    the primary key or those ctids, never over the whole table. (The ctids hold: no other sync
+    district's rows under them, the state's are at `wanted.ctids` (integer keys, or ctids).
+    Every statement goes through the primary key or those ctids, never over the whole table.
+    (The ctids hold: no other sync
     of this object and district, and no delete of a parent, can run until commit:
     `lock_related`; the delete also checks the key hash and the scope again.)"""
     district_id = scope_params[0]
@@ -704,11 +707,13 @@ def _merge_rows(cur: psycopg.Cursor, spec: ObjectSpec, target: sql.Composable, s
     # statements touch only the rows listed, whose pages the digest has just read.
     cur.execute("SET LOCAL random_page_cost = 1.1")
     if wanted.ctids:
+        column = digest.integer_key(spec)
+        where = (sql.SQL("s.{} = ANY(CAST(%s AS bigint[]))").format(ident(column)) if column
+                 else sql.SQL("s.ctid = ANY(CAST(%s AS tid[]))"))
         deleted = cur.execute(sql.SQL(
-            "DELETE FROM {target} s WHERE s.ctid = ANY(CAST(%s AS tid[])) AND {scope}"
-            " AND {key} = ANY(CAST(%s AS bigint[])) AND {gone}"
-        ).format(target=target, scope=scope_sql, key=digest.key_hash_expr(spec, "s"), gone=_gone(spec, "s")),
-            [wanted.ctids, *scope_params, wanted.keys]).rowcount
+            "DELETE FROM {target} s WHERE {where} AND {scope} AND {key} = ANY(CAST(%s AS bigint[])) AND {gone}"
+        ).format(target=target, where=where, scope=scope_sql, key=digest.key_hash_expr(spec, "s"),
+                 gone=_gone(spec, "s")), [wanted.ctids, *scope_params, wanted.keys]).rowcount
     updated = _update(cur, spec, target, district_id)
     inserted = _insert(cur, spec, target, district_id, sql.SQL(
         "NOT EXISTS (SELECT 1 FROM {} s WHERE s.district_id = %s AND {})").format(target, _key_match(spec)),
