@@ -102,25 +102,23 @@ def row_hash_expr(spec: ObjectSpec, alias: str) -> sql.Composable:
 
 
 class Digest:
-    """Per bucket: (count, XOR of row hashes) of accepted rows; plus the refusals counted.
+    """Per bucket: count and XOR of row hashes of accepted rows; plus the refusals counted.
 
-    Sparse (only buckets that hold rows), so a small object costs what it holds, and at most
-    `buckets` entries however many rows the object has."""
+    Two fixed arrays of `buckets` 64-bit slots: under 1 MiB per side however many rows the
+    object has (a dict of tuples per bucket took 15 MB per side at 65,536 buckets)."""
 
     def __init__(self, buckets: int) -> None:
         self.buckets = buckets
-        self.sums: dict[int, tuple[int, int]] = {}
+        self.counts = array("q", bytes(8 * buckets))
+        self.xors = array("q", bytes(8 * buckets))
         self.rows = 0  # every row in scope, refused ones included
         self.kept = 0  # refused rows whose copy at the state is kept (district side)
         self.reasons: dict[str, int] = {}
 
-    @property
-    def accepted(self) -> int:
-        return sum(c for c, _ in self.sums.values())
-
     def changed(self, other: Digest) -> list[int]:
         """Buckets whose accepted rows differ between the two digests, sorted."""
-        return sorted(b for b in self.sums.keys() | other.sums.keys() if self.sums.get(b) != other.sums.get(b))
+        return [b for b in range(self.buckets)
+                if self.counts[b] != other.counts[b] or self.xors[b] != other.xors[b]]
 
 
 def kept_expr(spec: ObjectSpec, alias: str) -> sql.Composable:
@@ -190,7 +188,7 @@ def district_digest(conn: psycopg.Connection, spec: ObjectSpec, source_query: st
         out.rows += count
         out.kept += kept
         if reason is None:
-            out.sums[bucket] = (count, xor)
+            out.counts[bucket], out.xors[bucket] = count, xor
         else:
             reasons[reason] += count
     out.reasons = dict(sorted(reasons.items()))
@@ -206,29 +204,21 @@ def state_digest(conn: psycopg.Connection, spec: ObjectSpec, target: sql.Composa
     out = Digest(buckets)
     for bucket, count, xor in _fetch(conn, query, ["integer", "bigint", "bigint"], scope_params):
         out.rows += count
-        out.sums[bucket] = (count, xor)
+        out.counts[bucket], out.xors[bucket] = count, xor
     return out
 
 
 # ------------------------------------------------------------------ second level: rows
 # A bucket holds ~16 rows, so copying whole buckets carries ~15 unchanged rows per change. For
-# the buckets that differ, both sides list (key hash, row hash) per accepted row, sorted; the
-# key hashes whose rows differ are the only ones copied. The state side also lists where each
-# row is (its ctid, as one integer), so a row the district no longer has is found again without
-# another pass over the table.
+# the buckets that differ, the district's (key hash, row hash) of each accepted row stream into
+# a temp table at the state (binary COPY, passed through unparsed), and the state compares them
+# with its own rows of those buckets in one query: only the key hashes whose rows differ come
+# back, with where the state's rows under them are (the key when it is one integer column, else
+# the ctid), so a row the district no longer has is found again without another pass. Nothing
+# per row is held in Python: memory stays flat however many rows the buckets hold.
 
-ROWS_MAX = 400_000  # rows listed per side at most (~10 MB): beyond, copy whole buckets
-
-
-class Rows:
-    """(key hash, row hash[, where]) of the rows in some buckets, sorted: three compact arrays.
-    `where` (state side) is the row's key when it is one integer column, else its ctid."""
-
-    def __init__(self, by_key: bool = False) -> None:
-        self.keys = array("q")
-        self.hashes = array("q")
-        self.ctids = array("q")
-        self.by_key = by_key
+LISTED = sql.Identifier("campus_listed")
+ROWS_MAX = 400_000  # rows of the differing buckets listed per side at most: beyond, copy whole buckets
 
 
 def integer_key(spec: ObjectSpec) -> str | None:
@@ -245,57 +235,39 @@ def key_hash_expr(spec: ObjectSpec, alias: str) -> sql.Composable:
     return sql.SQL("hash_record_extended({}, 0)").format(_row(alias, [(k, types[k]) for k in spec.key]))
 
 
-def district_rows(conn: psycopg.Connection, spec: ObjectSpec, source_query: str) -> Rows:
-    """The accepted rows of `source_query` (the bound extract, limited to the buckets that
-    differ), sorted by key hash and row hash."""
-    query = sql.SQL(
-        "SELECT {key}, {hash} FROM ({source}) AS d WHERE d.reject_reason IS NULL ORDER BY 1, 2"
+def differing(source: psycopg.Connection, cur: psycopg.Cursor, spec: ObjectSpec, source_query: str,
+              target: sql.Composable, scope_sql: sql.Composable, scope_params: list, buckets: int,
+              wanted: list[int]) -> tuple[list[int], list]:
+    """The key hashes whose rows differ between the district's `source_query` (the bound
+    extract, limited to the `wanted` buckets) and the state's rows in scope of those buckets (a
+    row added, gone or changed: count or XOR of row hashes under the key hash differ), and
+    where the state's rows under them are: integer keys, or ctids as text."""
+    cur.execute(sql.SQL("CREATE TEMP TABLE {} (k bigint, h bigint) ON COMMIT DROP").format(LISTED))
+    listing = sql.SQL(
+        "COPY (SELECT {key}, {hash} FROM ({source}) AS d WHERE d.reject_reason IS NULL) TO STDOUT (FORMAT BINARY)"
     ).format(key=key_hash_expr(spec, "d"), hash=row_hash_expr(spec, "d"), source=sql.SQL(source_query))
-    out = Rows()
-    for key, row in _fetch(conn, query, ["bigint", "bigint"]):
-        out.keys.append(key)
-        out.hashes.append(row)
-    return out
-
-
-def state_rows(conn: psycopg.Connection, spec: ObjectSpec, target: sql.Composable, scope_sql: sql.Composable,
-               scope_params: list, buckets: int, wanted: list[int]) -> Rows:
-    """The state rows in scope of the `wanted` buckets, sorted, with their integer key or ctid."""
+    with source.cursor().copy(listing) as out, \
+            cur.copy(sql.SQL("COPY {} FROM STDIN (FORMAT BINARY)").format(LISTED)) as into:
+        for chunk in out:
+            into.write(chunk)
     column = integer_key(spec)
     where = (sql.SQL("CAST(s.{} AS bigint)").format(ident(column)) if column else
              sql.SQL("((s.ctid::text::point)[0]::bigint << 16) | (s.ctid::text::point)[1]::bigint"))
     query = sql.SQL(
-        "SELECT {key}, {hash}, {where} FROM {target} s WHERE {scope} AND {within} ORDER BY 1, 2"
-    ).format(key=key_hash_expr(spec, "s"), hash=row_hash_expr(spec, "s"), where=where, target=target,
-             scope=scope_sql, within=sql.SQL("{} = ANY(CAST(%s AS integer[]))").format(bucket_expr(spec, "s", buckets)))
-    out = Rows(by_key=column is not None)
-    for key, row, ctid in _fetch(conn, query, ["bigint", "bigint", "bigint"], [*scope_params, wanted]):
-        out.keys.append(key)
-        out.hashes.append(row)
-        out.ctids.append(ctid)
-    return out
-
-
-def differing(district: Rows, state: Rows) -> tuple[list[int], list]:
-    """The key hashes whose rows differ (a row added, gone or changed: the multisets of row
-    hashes under the key hash differ), and where the state's rows under them are (their integer
-    keys, or ctids as text)."""
+        "SELECT coalesce(d.k, s.k), s.w FROM (SELECT k, count(*) AS c, bit_xor(h) AS x FROM {listed} GROUP BY k) d"
+        " FULL JOIN (SELECT {key} AS k, count(*) AS c, bit_xor({hash}) AS x, array_agg({where}) AS w"
+        " FROM {target} s WHERE {scope} AND {within} GROUP BY 1) s ON d.k = s.k"
+        " WHERE d.c IS DISTINCT FROM s.c OR d.x IS DISTINCT FROM s.x"
+    ).format(listed=LISTED, key=key_hash_expr(spec, "s"), hash=row_hash_expr(spec, "s"), where=where,
+             target=target, scope=scope_sql,
+             within=sql.SQL("{} = ANY(CAST(%s AS integer[]))").format(bucket_expr(spec, "s", buckets)))
     keys: list[int] = []
-    ctids: list = []
-    dk, dh, sk, sh, sc = district.keys, district.hashes, state.keys, state.hashes, state.ctids
-    i = j = 0
-    n, m = len(dk), len(sk)
-    while i < n or j < m:
-        k = dk[i] if j >= m or (i < n and dk[i] <= sk[j]) else sk[j]
-        i0, j0 = i, j
-        while i < n and dk[i] == k:
-            i += 1
-        while j < m and sk[j] == k:
-            j += 1
-        if dh[i0:i] != sh[j0:j]:
-            keys.append(k)
-            ctids.extend(sc[j0:j] if state.by_key else (f"({c >> 16},{c & 0xFFFF})" for c in sc[j0:j]))
-    return keys, ctids
+    wheres: list = []
+    for key, found in _fetch(cur.connection, query, ["bigint", "bigint[]"], [*scope_params, wanted]):
+        keys.append(key)
+        if found:
+            wheres.extend(found if column else (f"({c >> 16},{c & 0xFFFF})" for c in found))
+    return keys, wheres
 
 
 def _fetch(conn: psycopg.Connection, query: sql.Composable, types: list[str], params: list | None = None):

@@ -409,17 +409,15 @@ def _compare_digests(graph: Hierarchy, spec: ObjectSpec, scope: Scope, source: p
     with _reading(spec):
         district = at_district.result()
     changed = district.changed(at_state)
-    listed = sum(district.sums.get(b, (0, 0))[0] + at_state.sums.get(b, (0, 0))[0] for b in changed)
+    listed = sum(district.counts[b] + at_state.counts[b] for b in changed)
     if listed > (accepted + comparable) // 2:  # most of it differs: copying everything is cheaper
         return district, held, None, scope_sql
     if listed > 2 * digest.ROWS_MAX:
         return district, held, Wanted(buckets, changed), scope_sql
     rows_query = source_query(graph, spec, scope, source, (buckets, changed))
-    at_district = pool.submit(digest.district_rows, source, spec, rows_query)
-    state_rows = digest.state_rows(cur.connection, spec, target, scope_sql, scope_params, buckets, changed)
     with _reading(spec):
-        district_rows = at_district.result()
-    keys, ctids = digest.differing(district_rows, state_rows)
+        keys, ctids = digest.differing(source, cur, spec, rows_query, target, scope_sql, scope_params,
+                                       buckets, changed)
     return district, held, Wanted(buckets, changed, keys, ctids), scope_sql
 
 
