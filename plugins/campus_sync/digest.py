@@ -7,8 +7,10 @@ questions, in parallel:
 1. totals: the row count and the XOR of a hash of each row's content, over the whole scope.
    Equal totals mean equal row sets (up to a 64-bit hash collision): nothing to copy. One pass,
    no grouping, so this costs about one read of the object on each side.
-2. only when the totals differ, buckets: the same per bucket of a hash of the key. Only the
-   buckets that differ are copied and merged.
+2. only when the totals differ, buckets: the same per bucket of a hash of the key (~16 rows).
+3. for the buckets that differ, rows: the district's (key hash, row hash) of those buckets
+   stream into the state, which compares them per key hash with its own; only the rows under
+   key hashes that differ are copied and merged (see `differing`).
 
 "Unchanged" is exact, to one definition used everywhere (digests, merge, verification): two rows
 are equal when every column is equal as `IS NOT DISTINCT FROM` on its canonical value, cast to
@@ -21,8 +23,11 @@ as they are: a 64-bit mix of the value; NULL contributes 0.
 
 The row hash is `hash_record_extended` (64 bits) over those canonical values. A change goes
 unseen only if two different rows of one bucket hash to the same XOR: about 2^-64 per bucket
-compared, so ~4e-11 a week for 170 districts × 60 objects × 65,536 buckets. The merge and the
-verification do not rely on the hash: they compare the canonical values themselves.
+compared, so ~4e-11 a week for 170 districts × 60 objects × 65,536 buckets; the row step adds
+the same 2^-64 per key hash of a differing bucket (count and XOR of row hashes under one key
+hash), about as many more comparisons as rows changed: the bound stays ~1e-10 a week. The
+merge and the verification do not rely on the hash: they compare the canonical values
+themselves.
 
 At the district only rows the extract accepts (`reject_reason IS NULL`) are hashed; refused
 rows are counted per reason from the same query, so their counts never need the copy. A row
