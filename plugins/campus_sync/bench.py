@@ -55,6 +55,8 @@ SELECT i, i, 'V' || (i %% 20), date '2010-01-01' + (i %% 4000) FROM generate_ser
 """
 CHANGE_ONE_PERCENT = ("UPDATE campus.personidentity SET lastname = lastname || '-changed'"
                       " WHERE personid % 100 = 0")
+CHANGE_CHILD_ONE_PERCENT = ("UPDATE campus.vaccineshot SET vaccine = vaccine || '-changed'"
+                            " WHERE shotid % 100 = 0")
 
 
 def _rss_mb() -> float:
@@ -75,6 +77,13 @@ def _settle(*dsns: str) -> None:
     for dsn in dsns:
         with contextlib.suppress(psycopg.Error), psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("CHECKPOINT")
+
+
+def _vacuum(state_dsn: str, *tables: str) -> None:
+    """VACUUM (ANALYZE) state tables, as autovacuum would after a load (see SETTLED)."""
+    with psycopg.connect(state_dsn, autocommit=True) as conn:
+        for name in tables:
+            conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier("state", name)))
 
 
 def _columns(graph: hierarchy.Hierarchy, name: str = OBJECT) -> list[str]:
@@ -171,7 +180,17 @@ def insert_rows(cols: list[str], n: int, district_dsn: str, state_dsn: str) -> t
 
 
 # child_full_load: the first load of CHILD once its parents are at the state (staged: parent check)
-ENGINE_PHASES = ("full_load", "unchanged_resync", "one_percent_changed", "child_full_load")
+ENGINE_PHASES = ("full_load", "unchanged_resync", "unchanged_resync_settled", "one_percent_changed",
+                 "child_full_load", "child_one_percent_changed")
+# A weekly resync finds its table as autovacuum left it days after the load: hint bits set,
+# visibility map and statistics current. Autovacuum is off in the bench (a run landing in one
+# phase would skew the ratios), so before these phases the bench runs what it would do:
+# VACUUM (ANALYZE), untimed. `unchanged_resync` stays the first read right after the load
+# (which also pays for setting every row's hint bits), as before.
+SETTLED = {"unchanged_resync_settled": "personidentity", "one_percent_changed": "personidentity",
+           "child_one_percent_changed": "vaccineshot"}
+CHANGES = {"one_percent_changed": ("changed_rows", CHANGE_ONE_PERCENT),
+           "child_one_percent_changed": ("child_changed_rows", CHANGE_CHILD_ONE_PERCENT)}
 REPEATS = 3
 
 
@@ -186,11 +205,14 @@ def _engine_round(graph: hierarchy.Hierarchy, rows: int, cols: list[str], distri
                                   state_dsn=state_dsn, scope=engine.Scope(end_year=2027))
 
     for phase in ENGINE_PHASES:
-        if phase == "one_percent_changed":
+        if phase in CHANGES:
+            key, change = CHANGES[phase]
             with psycopg.connect(district_dsn) as conn:
-                out["changed_rows"] = conn.execute(CHANGE_ONE_PERCENT).rowcount
+                out[key] = conn.execute(change).rowcount
+        if phase in SETTLED:
+            _vacuum(state_dsn, SETTLED[phase])
         _settle(district_dsn, state_dsn)
-        out[f"{phase}_s"], res = _timed(lambda: sync(CHILD if phase == "child_full_load" else OBJECT))
+        out[f"{phase}_s"], res = _timed(lambda: sync(CHILD if phase.startswith("child_") else OBJECT))
         out[f"{phase}_counts"] = {k: getattr(res, k) for k in
                                   ("processed", "copied", "inserted", "updated", "deleted", "unchanged", "errors")}
     _settle(district_dsn, state_dsn)
@@ -243,14 +265,31 @@ def run(rows: int, insert_rows_max: int = INSERT_ROWS_MAX, repeats: int = REPEAT
         "full_load_speed_vs_copy_pipe": round(out["copy_pipe_s"] / full, 3),  # target >= 0.6
         "full_load_speed_vs_insert_rows": round(out["insert_rows_s"] / full, 2),  # target >= 4
         "unchanged_time_vs_full_load": round(out["unchanged_resync_s"] / full, 3),  # target <= 0.5
+        "unchanged_settled_time_vs_full_load": round(out["unchanged_resync_settled_s"] / full, 3),
         "one_percent_changed_time_vs_full_load": round(out["one_percent_changed_s"] / full, 3),
         "child_full_load_speed_vs_copy_pipe": round(out["child_copy_pipe_s"] / max(out["child_full_load_s"], 1e-9), 3),
+        "child_one_percent_changed_time_vs_child_full_load": round(
+            out["child_one_percent_changed_s"] / max(out["child_full_load_s"], 1e-9), 3),
     }
     r = out["ratios"]
+
+    def carried(phase: str, changed: str) -> bool:
+        """Exact counts (every changed row updated, nothing else) and rows copied <= 3x changed."""
+        c = out[f"{phase}_counts"]
+        return ((c["updated"], c["inserted"], c["deleted"]) == (out[changed], 0, 0)
+                and c["copied"] <= 3 * out[changed])
+
     out["targets_met"] = {
         "full_load_ge_0.6x_copy_pipe": r["full_load_speed_vs_copy_pipe"] >= 0.6,
         "full_load_ge_4x_insert_rows": r["full_load_speed_vs_insert_rows"] >= 4,
         "unchanged_le_0.5x_full_load": r["unchanged_time_vs_full_load"] <= 0.5,
+        "unchanged_le_0.15x_full_load": r["unchanged_time_vs_full_load"] <= 0.15,
+        "unchanged_settled_le_0.15x_full_load": r["unchanged_settled_time_vs_full_load"] <= 0.15,
+        "child_full_load_ge_0.6x_copy_pipe": r["child_full_load_speed_vs_copy_pipe"] >= 0.6,
+        "one_percent_changed_le_0.3x_full_load": r["one_percent_changed_time_vs_full_load"] <= 0.3,
+        "child_one_percent_changed_le_0.3x_full_load": r["child_one_percent_changed_time_vs_child_full_load"] <= 0.3,
+        "one_percent_changed_exact_and_copied_le_3x": carried("one_percent_changed", "changed_rows"),
+        "child_one_percent_changed_exact_and_copied_le_3x": carried("child_one_percent_changed", "child_changed_rows"),
     }
     return out
 
@@ -260,13 +299,15 @@ def format_table(res: dict[str, Any]) -> str:
     n = res["rows"]
     lines = [f"campus-sync bench: {n:,} {res['object']} rows, median of {res['repeats']} rounds"
              f" (prepare {res['prepare_s']}s)",
-             f"{'phase':<20} {'seconds':>8} {'rows/s':>10}  {'rounds':<22} notes"]
+             f"{'phase':<26} {'seconds':>8} {'rows/s':>10}  {'rounds':<22} notes"]
     notes = {
         "full_load": "engine, empty state table",
-        "unchanged_resync": "engine, {copied:,} rows copied, {inserted}/{updated}/{deleted} ins/upd/del",
+        "unchanged_resync": "engine, first read after the load, {copied:,} rows copied, {inserted}/{updated}/{deleted}",
+        "unchanged_resync_settled": "engine, after VACUUM (ANALYZE) as autovacuum leaves it, {copied:,} copied",
         "one_percent_changed": "engine, {copied:,} rows copied, {updated:,} updated",
         "copy_pipe": "raw COPY pipe into table with PK, 1 commit",
-        "child_full_load": f"engine, {CHILD} first load: staged, parent check, FK",
+        "child_full_load": f"engine, {CHILD} first load: staged, parent check (anti-join), insert",
+        "child_one_percent_changed": "engine, {copied:,} rows copied, {updated:,} updated",
         "child_copy_pipe": f"raw COPY pipe, {CHILD} rows, table with PK",
         "insert_rows": ("DbApiHook.insert_rows, commit_every=1000"
                         + (f", measured on {res['insert_rows_rows']:,} rows and scaled"
@@ -276,7 +317,7 @@ def format_table(res: dict[str, Any]) -> str:
         s = res[f"{phase}_s"]
         note = note.format(**res.get(f"{phase}_counts", {}))
         rounds = " ".join(f"{x:.2f}" for x in res["samples"][f"{phase}_s"])
-        lines.append(f"{phase:<20} {s:>8.3f} {n / s if s else float('inf'):>10,.0f}  {rounds:<22} {note}")
+        lines.append(f"{phase:<26} {s:>8.3f} {n / s if s else float('inf'):>10,.0f}  {rounds:<22} {note}")
     r, t = res["ratios"], res["targets_met"]
     lines += [
         "",
@@ -284,11 +325,17 @@ def format_table(res: dict[str, Any]) -> str:
         f"{'ok' if t['full_load_ge_0.6x_copy_pipe'] else 'MISSED'})",
         f"full load speed / insert_rows speed {r['full_load_speed_vs_insert_rows']:>7.2f}  (target >= 4: "
         f"{'ok' if t['full_load_ge_4x_insert_rows'] else 'MISSED'})",
-        f"unchanged resync time / full load   {r['unchanged_time_vs_full_load']:>7.3f}  (target <= 0.5: "
+        f"unchanged resync time / full load   {r['unchanged_time_vs_full_load']:>7.3f}  (target <= 0.15: "
+        f"{'ok' if t['unchanged_le_0.15x_full_load'] else 'MISSED'}; the old <= 0.5: "
         f"{'ok' if t['unchanged_le_0.5x_full_load'] else 'MISSED'})",
-        f"1 % changed time / full load        {r['one_percent_changed_time_vs_full_load']:>7.3f}",
+        f"unchanged (settled) time / full load {r['unchanged_settled_time_vs_full_load']:>6.3f}  (target <= 0.15: "
+        f"{'ok' if t['unchanged_settled_le_0.15x_full_load'] else 'MISSED'})",
+        f"1 % changed time / full load        {r['one_percent_changed_time_vs_full_load']:>7.3f}  (target <= 0.3: "
+        f"{'ok' if t['one_percent_changed_le_0.3x_full_load'] else 'MISSED'})",
         f"{CHILD} first load speed / its COPY pipe speed {r['child_full_load_speed_vs_copy_pipe']:>7.3f}"
-        " (a child object's first load, which stages)",
+        f" (target >= 0.6: {'ok' if t['child_full_load_ge_0.6x_copy_pipe'] else 'MISSED'})",
+        f"{CHILD} 1 % changed time / its full load {r['child_one_percent_changed_time_vs_child_full_load']:>7.3f}"
+        f" (target <= 0.3: {'ok' if t['child_one_percent_changed_le_0.3x_full_load'] else 'MISSED'})",
         f"peak RSS: engine phases {res['engine_peak_rss_mb']} MB, whole run {res['peak_rss_mb']} MB"
         " (the latter adds Airflow's import and insert_rows' fetched rows)",
     ]

@@ -37,6 +37,8 @@ HELD = sql.Identifier("campus_held")
 KEPT = sql.Identifier("campus_kept")
 
 
+DIGEST_MEMORY = "64MB"  # work_mem for the digests' grouping (see lock_related)
+
 CONFIRM_HINT = ("if this is intended, run again with the DAG param confirm_deletes=true "
                 "(CLI: campus-sync dag run ... --confirm-deletes)")
 
@@ -117,10 +119,27 @@ def extract_sql(graph: Hierarchy, spec: ObjectSpec) -> str:
     return text
 
 
+@dataclass(frozen=True)
+class Wanted:
+    """What a resync copies when the digests differ: the rows of some buckets (`buckets` of
+    `count`), or only the rows under some key hashes (`keys`, with `ctids`: where the state's
+    rows under them are: their integer keys, or ctids). Neither (`Wanted` is None): everything."""
+
+    count: int
+    buckets: list[int]
+    keys: list[int] | None = None
+    ctids: list = field(default_factory=list)
+
+    @property
+    def nothing(self) -> bool:
+        return not self.buckets
+
+
 def source_query(graph: Hierarchy, spec: ObjectSpec, scope: Scope, conn: psycopg.Connection,
-                 buckets: tuple[int, list[int]] | None = None) -> str:
+                 buckets: tuple[int, list[int]] | None = None, keys: list[int] | None = None) -> str:
     """The district query, bound client-side (COPY takes no parameters), as one string.
-    `buckets` = (bucket count, the buckets wanted) limits it to those key-hash buckets."""
+    `buckets` = (bucket count, the buckets wanted) limits it to those key-hash buckets, `keys`
+    to rows with those key hashes (both constants: the server looks them up in a hash)."""
     cols = [ident(c) for c in spec.column_names] + [sql.Identifier("reject_reason")]
     where: list[sql.Composable] = [sql.SQL("TRUE")]
     if spec.school_year_scoped:
@@ -128,13 +147,17 @@ def source_query(graph: Hierarchy, spec: ObjectSpec, scope: Scope, conn: psycopg
     if scope.key_column:
         where.append(sql.SQL("q.{} = ANY(%(keys)s)").format(ident(scope.key_column)))
     if buckets is not None:
-        where.append(sql.SQL("{} = ANY(%(buckets)s)").format(digest.bucket_expr(spec, "q", buckets[0])))
+        where.append(sql.SQL("{} = ANY(CAST(%(buckets)s AS integer[]))").format(
+            digest.bucket_expr(spec, "q", buckets[0])))
+    if keys is not None:
+        where.append(sql.SQL("{} = ANY(CAST(%(key_hashes)s AS bigint[]))").format(digest.key_hash_expr(spec, "q")))
     query = sql.SQL("SELECT {cols} FROM ({extract}\n) AS q WHERE {where}").format(
         cols=sql.SQL(", ").join(sql.SQL("q.{}").format(c) for c in cols),
         extract=sql.SQL(extract_sql(graph, spec)),
         where=sql.SQL(" AND ").join(where),
     )
-    params = dict(scope.params, keys=list(scope.keys), buckets=list(buckets[1]) if buckets else [])
+    params = dict(scope.params, keys=list(scope.keys), buckets=list(buckets[1]) if buckets else [],
+                  key_hashes=list(keys or []))
     return psycopg.ClientCursor(conn).mogrify(query, params)
 
 
@@ -174,18 +197,14 @@ def sync_object(
     scope_sql, scope_params = scope_filter(spec, scope, "s")
     scope_params = [district_id, *scope_params]
 
-    with _sides(name, district_id) as conns:
-        conns["state"] = None
-        conns["state"] = state = psycopg.connect(state_dsn)
-        conns["district"] = None
-        conns["district"] = source = psycopg.connect(source_dsn)
+    with ThreadPoolExecutor(max_workers=1) as pool, _sides(name, district_id) as conns:
+        state, source = _connect(pool, conns, state_dsn, source_dsn)
         with state, source:
             # One snapshot of the district for the digest and the copy that follows it.
             source.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             source.read_only = True
             cur = state.cursor()
             # A killed task must not leave its statement running on the server holding locks.
-            cur.execute("SET LOCAL client_connection_check_interval = '5s'")
             lock_related(cur, graph, name, district_id)
             # A district's first load into the table is a plain insert: merging against an empty,
             # analysed table makes the planner re-scan the growing target once per row.
@@ -194,12 +213,12 @@ def sync_object(
 
             # A resync (not a first load, not a selective one) first compares digests.
             known: digest.Digest | None = None
-            wanted: tuple[int, list[int]] | None = None
+            wanted: Wanted | None = None
             held = 0
             if not fresh and not scope.key_column:
                 known, held, wanted, scope_sql = _compare_digests(
-                    graph, spec, scope, source, cur, target, scope_sql, scope_params, guard)
-                if wanted is not None and not wanted[1]:  # nothing differs: nothing to copy or write
+                    graph, spec, scope, source, cur, target, scope_sql, scope_params, guard, pool)
+                if wanted is not None and wanted.nothing:  # nothing differs: nothing to copy or write
                     source.rollback()
                     _count(result, known.rows, known.reasons)
                     state.commit()
@@ -207,6 +226,8 @@ def sync_object(
 
             if fresh and not spec.foreign_keys and not scope.key_column:
                 # Nothing to check at the state and nothing to merge: stream straight into the table.
+                # (A child object streaming its rows in after staging only keys and parent keys for
+                # the check measured no faster: the district is read twice and the check remains.)
                 loaded = _load_direct(graph, spec, scope, source, cur, target, district_id)
                 if loaded is not None:
                     source.rollback()
@@ -217,10 +238,13 @@ def sync_object(
                     return _finish(result)
                 # duplicate or NULL keys: stage, refuse them, insert the rest
 
-            _stage(graph, spec, scope, source, cur, wanted, analyze=not fresh)
+            _stage(graph, spec, scope, source, cur, wanted)
             source.rollback()  # the copy is done: release the district's snapshot now
-            _refuse_bad_keys(spec, cur)
-            _check_parents(graph, spec, cur, district_id)
+            if fresh:
+                result.inserted = _load_fresh(graph, spec, cur, target, district_id)
+            else:
+                _refuse_bad_keys(spec, cur)
+                _check_parents(graph, spec, cur, district_id)
             staged = dict(cur.execute(sql.SQL("SELECT reject_reason, count(*) FROM {} GROUP BY 1").format(STAGE)))
             result.copied = rows = staged.pop(None, 0) + sum(staged.values())
             if known is not None:  # the digest counted the extract's refusals over every bucket
@@ -232,13 +256,14 @@ def sync_object(
             else:
                 _count(result, rows, staged)
 
-            if wanted is not None:  # rows outside the copied buckets are known to be equal
-                bucket_scope = sql.SQL("{} AND {} = ANY(%s)").format(scope_sql, digest.bucket_expr(spec, "s", wanted[0]))
+            if wanted is not None and wanted.keys is not None:  # rows under other key hashes are equal
+                result.deleted, result.updated, result.inserted = _merge_rows(
+                    cur, spec, target, scope_sql, scope_params, wanted)
+            elif wanted is not None:  # rows outside the copied buckets are known to be equal
+                bucket_scope = sql.SQL("{} AND {} = ANY(%s)").format(scope_sql, digest.bucket_expr(spec, "s", wanted.count))
                 result.deleted, result.updated, result.inserted = _merge_buckets(
-                    cur, spec, target, bucket_scope, [*scope_params, wanted[1]])
-            elif fresh:
-                result.inserted = _insert(cur, spec, target, district_id)
-            else:
+                    cur, spec, target, bucket_scope, [*scope_params, wanted.buckets])
+            elif not fresh:
                 result.deleted, result.updated = _delete_and_update(cur, spec, target, scope_sql, scope_params)
                 result.inserted = _insert(cur, spec, target, district_id, sql.SQL(
                     "NOT EXISTS (SELECT 1 FROM {} s WHERE s.district_id = %s AND {})").format(target, _key_match(spec)),
@@ -272,9 +297,43 @@ def lock_keys(graph: Hierarchy, name: str, district_id: str) -> list[tuple[int, 
 
 
 def lock_related(cur: psycopg.Cursor, graph: Hierarchy, name: str, district_id: str) -> None:
+    """Open the state transaction: its settings, then `lock_keys`' locks in their order.
+
+    One statement, one round trip (a deep object has 6 locks; per-object round trips are what a
+    district of 54 small objects pays for). A target list is evaluated left to right, so the
+    locks are taken in the listed order. A killed task must not leave its statement running on
+    the server holding locks (client_connection_check_interval); the digests group by up to
+    65,536 buckets (x refusal reasons): ~8-30 MB of hash table whatever the row count, which
+    with the default work_mem (4 MB) spilled to disk (0.8 s instead of 0.3 s for 1M rows)."""
+    calls: list[sql.Composable] = [sql.SQL("set_config('client_connection_check_interval', '5s', true)"),
+                                   sql.SQL("set_config('work_mem', {}, true)").format(sql.Literal(DIGEST_MEMORY))]
+    ids = []
     for lock_id, exclusive in lock_keys(graph, name, district_id):
         fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
-        cur.execute(sql.SQL("SELECT {}(%s)").format(sql.Identifier(fn)), (lock_id,))
+        calls.append(sql.SQL("{}(%s)").format(sql.Identifier(fn)))
+        ids.append(lock_id)
+    cur.execute(sql.SQL("SELECT {}").format(sql.SQL(", ").join(calls)), ids)
+
+
+def _connect(pool: ThreadPoolExecutor, conns: dict[str, psycopg.Connection | None], state_dsn: str,
+             source_dsn: str) -> tuple[psycopg.Connection, psycopg.Connection]:
+    """Open both sides at once (a connection is a backend started: ~2 ms of a small object's
+    ~7), each registered under its side as soon as it is open, so a failed connect names its
+    side; neither is left open when the other fails."""
+    conns["state"] = conns["district"] = None
+    pending = pool.submit(psycopg.connect, source_dsn)
+    try:
+        conns["state"] = psycopg.connect(state_dsn)
+    finally:
+        try:
+            conns["district"] = pending.result()
+        except psycopg.OperationalError:
+            if conns["state"] is not None:
+                conns["state"].close()
+            raise
+        if conns["state"] is None:
+            conns["district"].close()
+    return conns["state"], conns["district"]
 
 
 @contextmanager
@@ -315,41 +374,51 @@ def _reading(spec: ObjectSpec) -> Iterator[None]:
 
 def _compare_digests(graph: Hierarchy, spec: ObjectSpec, scope: Scope, source: psycopg.Connection,
                      cur: psycopg.Cursor, target: sql.Composable, scope_sql: sql.Composable,
-                     scope_params: list, guard: DeleteGuard
-                     ) -> tuple[digest.Digest, int, tuple[int, list[int]] | None, sql.Composable]:
+                     scope_params: list, guard: DeleteGuard, pool: ThreadPoolExecutor
+                     ) -> tuple[digest.Digest, int, Wanted | None, sql.Composable]:
     """Compare both sides, each query running at the district while its twin runs at the state.
 
-    Returns the district's digest (its row and refusal counts), the rows the state holds in
-    scope, (bucket count, buckets to copy) or None to copy everything, and the state scope to
-    merge in: refused rows the state keeps are taken out of it by key (temp table
+    First the totals (one pass, no grouping: an unchanged object costs just that), then the
+    per-bucket digests, then, for the buckets that differ, a filtered pass listing their rows,
+    so only rows that really differ are copied. Returns the district's digest (its row and
+    refusal counts), the rows the state holds in scope, what to copy (`Wanted`; None:
+    everything) and the state scope to merge in: refused rows the state keeps are taken out of it by key (temp table
     `campus_kept`), so they neither make a bucket differ nor get deleted."""
     query = source_query(graph, spec, scope, source)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        at_district = pool.submit(digest.district_totals, source, spec, query)
-        held, state_xor = digest.state_totals(cur.connection, spec, target, scope_sql, scope_params)
-        with _reading(spec):
-            rows, accepted, district_xor, kept = at_district.result()
-        comparable = held
-        if kept and held:
-            scope_sql = _exclude_kept(graph, spec, scope, source, cur, scope_sql)
-            comparable, state_xor = digest.state_totals(cur.connection, spec, target, scope_sql, scope_params)
-        if accepted == 0 and comparable and not guard.confirmed:
-            raise EmptySourceError(
-                f"refused: district {scope_params[0]} has no accepted {spec.name} rows ({rows} in scope, "
-                f"all refused or none) but the state holds {comparable}; nothing was written; {CONFIRM_HINT}")
-        if (accepted, district_xor) == (comparable, state_xor):  # nothing differs
-            district = digest.Digest(1)
-            district.rows = rows
-            district.reasons = digest.district_reasons(source, query) if rows > accepted else {}
-            return district, held, (1, []), scope_sql
-        buckets = digest.bucket_count(comparable)
-        at_district = pool.submit(digest.district_digest, source, spec, query, buckets)
-        at_state = digest.state_digest(cur.connection, spec, target, scope_sql, scope_params, buckets)
-        with _reading(spec):
-            district = at_district.result()
+    at_district = pool.submit(digest.district_totals, source, spec, query)
+    held, state_xor = digest.state_totals(cur.connection, spec, target, scope_sql, scope_params)
+    with _reading(spec):
+        rows, accepted, district_xor, kept, reasons = at_district.result()
+    comparable = held
+    if kept and held:
+        scope_sql = _exclude_kept(graph, spec, scope, source, cur, scope_sql)
+        comparable, state_xor = digest.state_totals(cur.connection, spec, target, scope_sql, scope_params)
+    if accepted == 0 and comparable and not guard.confirmed:
+        raise EmptySourceError(
+            f"refused: district {scope_params[0]} has no accepted {spec.name} rows ({rows} in scope, "
+            f"all refused or none) but the state holds {comparable}; nothing was written; {CONFIRM_HINT}")
+    if (accepted, district_xor) == (comparable, state_xor):  # nothing differs
+        district = digest.Digest(1)
+        district.rows = rows
+        district.reasons = reasons
+        return district, held, Wanted(1, []), scope_sql
+    source.execute("SELECT set_config('work_mem', %s, true)", (DIGEST_MEMORY,))
+    buckets = digest.bucket_count(max(accepted, comparable))
+    at_district = pool.submit(digest.district_digest, source, spec, query, buckets)
+    at_state = digest.state_digest(cur.connection, spec, target, scope_sql, scope_params, buckets)
+    with _reading(spec):
+        district = at_district.result()
     changed = district.changed(at_state)
-    # Copying most buckets through a filter costs more than copying everything.
-    return district, held, ((buckets, changed) if len(changed) * 2 <= buckets else None), scope_sql
+    listed = sum(district.counts[b] + at_state.counts[b] for b in changed)
+    if listed > (accepted + comparable) // 2:  # most of it differs: copying everything is cheaper
+        return district, held, None, scope_sql
+    if listed > 2 * digest.ROWS_MAX:
+        return district, held, Wanted(buckets, changed), scope_sql
+    rows_query = source_query(graph, spec, scope, source, (buckets, changed))
+    with _reading(spec):
+        keys, ctids = digest.differing(source, cur, spec, rows_query, target, scope_sql, scope_params,
+                                       buckets, changed)
+    return district, held, Wanted(buckets, changed, keys, ctids), scope_sql
 
 
 def _exclude_kept(graph: Hierarchy, spec: ObjectSpec, scope: Scope, source: psycopg.Connection,
@@ -366,28 +435,48 @@ def _exclude_kept(graph: Hierarchy, spec: ObjectSpec, scope: Scope, source: psyc
             cur.copy(sql.SQL("COPY {} FROM STDIN").format(KEPT)) as into:
         for chunk in out:
             into.write(chunk)
-    cur.execute(sql.SQL("ANALYZE {}").format(KEPT))
+    _analyze(cur, KEPT, cur.rowcount)
     return sql.SQL("{} AND NOT EXISTS (SELECT 1 FROM {} k WHERE {})").format(
         scope_sql, KEPT, _key_match(spec, "s", "k"))
 
 
+ANALYZE_MIN_ROWS = 5000  # below this a temp table's missing statistics cost less than ANALYZE
+
+
+def _analyze(cur: psycopg.Cursor, temp: sql.Identifier, rows: int) -> None:
+    """ANALYZE a temp table the next statements join, when it is big enough to matter.
+
+    Without statistics the planner takes `reject_reason IS NULL` to keep 0.5 % of the rows and
+    probes the state's index once per staged row (1.5 s instead of 0.5 s for a parent check of
+    1M rows); for a few thousand rows those probes are the right plan anyway, and ANALYZE
+    would be a fixed cost on every small object."""
+    if rows >= ANALYZE_MIN_ROWS:
+        cur.execute(sql.SQL("ANALYZE {}").format(temp))
+
+
 def _stage(graph: Hierarchy, spec: ObjectSpec, scope: Scope, source: psycopg.Connection,
-           cur: psycopg.Cursor, wanted: tuple[int, list[int]] | None, analyze: bool) -> None:
-    """Stream the district's rows (all in scope, or the wanted buckets) into a temp table.
-    A merge needs its statistics; a first load (plain insert) does not, so skips ANALYZE."""
+           cur: psycopg.Cursor, wanted: Wanted | None) -> int:
+    """Stream the district's rows (all in scope, the wanted buckets or key hashes) into a temp
+    table; return how many."""
     col_defs = sql.SQL(", ").join(
         sql.SQL("{} {}").format(ident(c), sql.SQL(COLUMN_TYPES[t])) for c, t in spec.columns
     )
     cur.execute(sql.SQL("CREATE TEMP TABLE {} ({}, reject_reason text) ON COMMIT DROP").format(STAGE, col_defs))
-    query = source_query(graph, spec, scope, source, wanted)
+    if wanted is None:
+        query = source_query(graph, spec, scope, source)
+    elif wanted.keys is not None:  # (no bucket filter as well: the two together run 20x slower)
+        query = source_query(graph, spec, scope, source, keys=wanted.keys)
+    else:
+        query = source_query(graph, spec, scope, source, (wanted.count, wanted.buckets))
     copy_in = sql.SQL("COPY {} ({}, reject_reason) FROM STDIN").format(
         STAGE, sql.SQL(", ").join(ident(c) for c in spec.column_names))
     with _reading(spec), source.cursor().copy(sql.SQL("COPY ({}) TO STDOUT").format(sql.SQL(query))) as out, \
             cur.copy(copy_in) as into:
         for chunk in out:
             into.write(chunk)
-    if analyze:
-        cur.execute(sql.SQL("ANALYZE {}").format(STAGE))
+    rows = cur.rowcount
+    _analyze(cur, STAGE, rows)
+    return rows
 
 
 def _load_direct(graph: Hierarchy, spec: ObjectSpec, scope: Scope, source: psycopg.Connection,
@@ -417,13 +506,78 @@ def _load_direct(graph: Hierarchy, spec: ObjectSpec, scope: Scope, source: psyco
     return loaded, reasons
 
 
+def _load_fresh(graph: Hierarchy, spec: ObjectSpec, cur: psycopg.Cursor, target: sql.Composable,
+                district_id: str) -> int:
+    """A district's first load from the stage: refuse, check parents, insert; the rows inserted.
+
+    The district has no rows in the table yet, so a duplicated key can only be a key staged
+    twice, and the primary key finds it as the insert runs: the common case (no duplicates)
+    skips the grouping pass over the stage, and a duplicate rolls the attempt back to a
+    savepoint and refuses the duplicates first, as a resync does. (Checking the parents inside
+    the insert instead, a hashed subplan per row, measured 12 % slower than this anti-join.)"""
+    try:
+        with cur.connection.transaction():
+            _refuse_null_keys(spec, cur)
+            _check_parents(graph, spec, cur, district_id)
+            return _insert_checked(cur, spec, target, district_id)
+    except psycopg.errors.UniqueViolation:
+        pass
+    _refuse_bad_keys(spec, cur)
+    _check_parents(graph, spec, cur, district_id)
+    return _insert_checked(cur, spec, target, district_id)
+
+
+def _insert_checked(cur: psycopg.Cursor, spec: ObjectSpec, target: sql.Composable, district_id: str) -> int:
+    """Insert the accepted staged rows, whose parents `_check_parents` found at the state.
+
+    The foreign keys' per-row triggers (one query and one row lock per row: ~70 % of a child
+    object's first load) re-check what that anti-join already checked, so they are skipped for
+    this one statement where the role may (`session_replication_role`: superuser, or
+    `GRANT SET ON PARAMETER session_replication_role` on PostgreSQL 15+); the constraints stay
+    on the tables and every other statement keeps them. The check holds until commit because
+    the state's object tables are written only by this engine, and no sync that could delete a
+    parent row of this district (a sync of the parent object or one of its ancestors) runs
+    until this transaction ends: `lock_related` holds their advisory locks. (Row locks FOR KEY
+    SHARE, as the trigger takes them, were measured at +60 % of the load: a WAL record per
+    parent row.) Without the privilege the triggers run as before."""
+    if not spec.foreign_keys:
+        return _insert(cur, spec, target, district_id)
+    previous = _skip_fk_triggers(cur, target)
+    inserted = _insert(cur, spec, target, district_id)
+    if previous is not None:
+        cur.execute("SELECT set_config('session_replication_role', %s, true)", (previous,))
+    return inserted
+
+
+def _skip_fk_triggers(cur: psycopg.Cursor, target: sql.Composable) -> str | None:
+    """Switch this transaction to `session_replication_role = replica` and return the previous
+    value; None (nothing switched) when the role may not set it, or when the table has a
+    trigger or rule of its own (an audit trigger a deployment added must still fire)."""
+    name = target.as_string(cur.connection)
+    try:
+        with cur.connection.transaction():
+            row = cur.execute(
+                "SELECT current_setting('session_replication_role'),"
+                " set_config('session_replication_role', 'replica', true) FROM pg_class c"
+                " WHERE c.oid = %s::regclass AND NOT c.relhasrules AND NOT EXISTS"
+                " (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal)", (name,)).fetchone()
+    except psycopg.errors.InsufficientPrivilege:
+        return None
+    return row[0] if row else None
+
+
+def _refuse_null_keys(spec: ObjectSpec, cur: psycopg.Cursor) -> None:
+    """Refuse staged rows with a NULL key (`null_key`): they can never be at the state."""
+    null = sql.SQL(" OR ").join(sql.SQL("g.{} IS NULL").format(ident(k)) for k in spec.key)
+    cur.execute(sql.SQL("UPDATE {} g SET reject_reason = 'null_key' WHERE g.reject_reason IS NULL AND ({})")
+                .format(STAGE, null))
+
+
 def _refuse_bad_keys(spec: ObjectSpec, cur: psycopg.Cursor) -> None:
     """Refuse staged rows with a NULL key (`null_key`) and every accepted row of a key the
     district has more than once (`duplicate_key`): loading one of them would flip the state
     between versions on every resync."""
-    null = sql.SQL(" OR ").join(sql.SQL("g.{} IS NULL").format(ident(k)) for k in spec.key)
-    cur.execute(sql.SQL("UPDATE {} g SET reject_reason = 'null_key' WHERE g.reject_reason IS NULL AND ({})")
-                .format(STAGE, null))
+    _refuse_null_keys(spec, cur)
     keys = sql.SQL(", ").join(ident(k) for k in spec.key)
     cur.execute(sql.SQL(
         "UPDATE {stage} g SET reject_reason = 'duplicate_key' WHERE g.reject_reason IS NULL"
@@ -533,6 +687,36 @@ def _merge_buckets(cur: psycopg.Cursor, spec: ObjectSpec, target: sql.Composable
     updated = _update(cur, spec, target, district_id)
     inserted = _insert(cur, spec, target, district_id, sql.SQL("NOT EXISTS (SELECT 1 FROM {} h WHERE {})")
                        .format(HELD, _key_match(spec, "g", "h")))
+    return deleted, updated, inserted
+
+
+def _merge_rows(cur: psycopg.Cursor, spec: ObjectSpec, target: sql.Composable, scope_sql: sql.Composable,
+                scope_params: list, wanted: Wanted) -> tuple[int, int, int]:
+    """Merge the rows under the key hashes that differ: the staged rows are all of the
+    district's rows under them, the state's are at `wanted.ctids` (integer keys, or ctids).
+    Every statement goes through the primary key or those ctids, never over the whole table.
+    (The ctids hold: no other sync
+    of this object and district, and no delete of a parent, can run until commit:
+    `lock_related`; the delete also checks the key hash and the scope again.)"""
+    district_id = scope_params[0]
+    deleted = 0
+    # The planner, costing every page read as a disk seek, scans the whole table rather than
+    # probe it a few thousand times (0.9 s instead of 0.05 s for 10,000 of 1M rows). These
+    # statements touch only the rows listed, whose pages the digest has just read.
+    cur.execute("SET LOCAL random_page_cost = 1.1")
+    if wanted.ctids:
+        column = digest.integer_key(spec)
+        where = (sql.SQL("s.{} = ANY(CAST(%s AS bigint[]))").format(ident(column)) if column
+                 else sql.SQL("s.ctid = ANY(CAST(%s AS tid[]))"))
+        deleted = cur.execute(sql.SQL(
+            "DELETE FROM {target} s WHERE {where} AND {scope} AND {key} = ANY(CAST(%s AS bigint[])) AND {gone}"
+        ).format(target=target, where=where, scope=scope_sql, key=digest.key_hash_expr(spec, "s"),
+                 gone=_gone(spec, "s")), [wanted.ctids, *scope_params, wanted.keys]).rowcount
+    updated = _update(cur, spec, target, district_id)
+    inserted = _insert(cur, spec, target, district_id, sql.SQL(
+        "NOT EXISTS (SELECT 1 FROM {} s WHERE s.district_id = %s AND {})").format(target, _key_match(spec)),
+        [district_id])
+    cur.execute("RESET random_page_cost")
     return deleted, updated, inserted
 
 

@@ -9,8 +9,12 @@ import json
 
 import pytest
 
-KEYS = {"rows", "full_load_s", "unchanged_resync_s", "one_percent_changed_s", "copy_pipe_s",
-        "insert_rows_s", "insert_rows_rows", "peak_rss_mb", "ratios", "targets_met"}
+KEYS = {"rows", "full_load_s", "unchanged_resync_s", "one_percent_changed_s", "child_full_load_s",
+        "child_one_percent_changed_s", "copy_pipe_s", "child_copy_pipe_s", "insert_rows_s", "insert_rows_rows",
+        "peak_rss_mb", "ratios", "targets_met"}
+DISTRICT_KEYS = {"district_first_load_s", "district_unchanged_resync_s", "district_rows",
+                 "district_first_load_rows_per_s", "district_unchanged_rows_per_s", "district_object_fixed_cost_ms",
+                 "district_ratios", "district_targets_met", "district_objects"}
 
 
 @pytest.mark.db
@@ -33,7 +37,30 @@ def test_bench_2000_rows(make_db, monkeypatch, request):
     assert (changed["updated"], changed["inserted"], changed["deleted"]) == (20, 0, 0)
     assert all(v > 0 for k, v in res.items() if k.endswith("_s"))
     assert all(len(v) == 2 for v in res["samples"].values())
-    # the unchanged resync compared digests and copied nothing; the 1 % change copied some buckets only
-    assert unchanged["copied"] == 0 and 20 <= changed["copied"] < 2000
+    # the unchanged resync compared digests and copied nothing; the 1 % change copied just the
+    # changed rows (the key hashes that differ), not whole buckets
+    assert unchanged["copied"] == 0 and 20 <= changed["copied"] <= 3 * 20
+    assert res["targets_met"]["one_percent_changed_exact_and_copied_le_3x"]
+    child_changed = res["child_one_percent_changed_counts"]
+    assert (child_changed["updated"], child_changed["inserted"], child_changed["deleted"]) == (20, 0, 0)
+    assert res["child_changed_rows"] == 20 and child_changed["copied"] <= 3 * 20
     child = res["child_full_load_counts"]  # a child's first load: every row has its parent
     assert (child["inserted"], child["errors"]) == (2000, 0) and res["child_copy_pipe_rows"] == 2000
+
+
+@pytest.mark.db
+def test_bench_district_small(make_db, monkeypatch, request):
+    """`campus-sync bench district` on a 30-student demo district: every enabled object loads,
+    the unchanged resync writes nothing, and the figures exist."""
+    from campus_sync import bench_district, db
+
+    for conn_id in (bench_district.DISTRICT_CONN, bench_district.STATE_CONN):
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", make_db(f"t_{conn_id}"))
+    db.dsn.cache_clear()
+    request.addfinalizer(db.dsn.cache_clear)
+    res = json.loads(json.dumps(bench_district.run(30, repeats=1)))
+    assert DISTRICT_KEYS <= res.keys()
+    assert res["district_objects"] > 40 and res["district_rows"] > res["district_objects"]
+    assert res["district_inserted"] > 0 and res["district_unchanged_written"] == 0
+    assert res["district_first_load_s"] > 0 and res["district_unchanged_resync_s"] > 0
+    assert res["district_object_fixed_cost_ms"] > 0

@@ -1,4 +1,5 @@
 """`campus-sync bench --rows N [--json]`: engine speed against a raw COPY pipe and insert_rows.
+`campus-sync bench district --students N`: the engine over every object of one demo district.
 `campus-sync bench airflow [...]`: per-task cost of a resync under the real scheduler."""
 
 from __future__ import annotations
@@ -18,14 +19,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser("bench", help="time the engine on N generated PersonIdentity rows "
                                      "(databases campus_bench_district / campus_bench_state); "
                                      "`bench airflow`: a resync's per-task cost under the real scheduler")
-    b.add_argument("target", nargs="?", choices=["engine", "airflow"], default="engine",
-                   help="engine (default) or airflow")
+    b.add_argument("target", nargs="?", choices=["engine", "airflow", "district"], default="engine",
+                   help="engine (default), district (the engine over one whole demo district) or airflow")
     b.add_argument("--rows", type=_positive, default=1_000_000, help="rows to generate (default 1000000)")
     b.add_argument("--insert-rows-max", type=_positive, default=None, metavar="N",
                    help="time insert_rows on at most N rows and scale linearly (default 100000)")
     b.add_argument("--repeat", type=_positive, default=None, metavar="N",
                    help="rounds to run; every figure is the median (default 3)")
     b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.add_argument("--students", type=_positive, default=10_000,
+                   help="bench district: students in the seeded demo district (default 10000)")
     a = b.add_argument_group("bench airflow")
     a.add_argument("--url", help="Airflow base URL (default: the local deployment's, see --start)")
     a.add_argument("--user", default="admin", help="Airflow user (default admin)")
@@ -71,6 +74,12 @@ def cmd_bench_airflow(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.target == "airflow":
         return cmd_bench_airflow(args)
+    if args.target == "district":
+        from campus_sync import bench_district
+
+        res = bench_district.run(args.students, args.repeat or bench_district.REPEATS)
+        print(json.dumps(res) if args.json else bench_district.format_table(res))
+        return 0
     from campus_sync import bench  # psycopg and, later, Airflow: only when the command runs
 
     res = bench.run(args.rows, args.insert_rows_max or bench.INSERT_ROWS_MAX, args.repeat or bench.REPEATS)
