@@ -519,34 +519,49 @@ def _load_fresh(graph: Hierarchy, spec: ObjectSpec, cur: psycopg.Cursor, target:
         with cur.connection.transaction():
             _refuse_null_keys(spec, cur)
             _check_parents(graph, spec, cur, district_id)
-            return _insert_checked(cur, spec, target, district_id)
+            return _insert_checked(graph, cur, spec, target, district_id)
     except psycopg.errors.UniqueViolation:
         pass
     _refuse_bad_keys(spec, cur)
     _check_parents(graph, spec, cur, district_id)
-    return _insert_checked(cur, spec, target, district_id)
+    return _insert_checked(graph, cur, spec, target, district_id)
 
 
-def _insert_checked(cur: psycopg.Cursor, spec: ObjectSpec, target: sql.Composable, district_id: str) -> int:
+def _insert_checked(graph: Hierarchy, cur: psycopg.Cursor, spec: ObjectSpec, target: sql.Composable,
+                    district_id: str) -> int:
     """Insert the accepted staged rows, whose parents `_check_parents` found at the state.
 
     The foreign keys' per-row triggers (one query and one row lock per row: ~70 % of a child
     object's first load) re-check what that anti-join already checked, so they are skipped for
     this one statement where the role may (`session_replication_role`: superuser, or
     `GRANT SET ON PARAMETER session_replication_role` on PostgreSQL 15+); the constraints stay
-    on the tables and every other statement keeps them. The check holds until commit because
-    the state's object tables are written only by this engine, and no sync that could delete a
-    parent row of this district (a sync of the parent object or one of its ancestors) runs
-    until this transaction ends: `lock_related` holds their advisory locks. (Row locks FOR KEY
-    SHARE, as the trigger takes them, were measured at +60 % of the load: a WAL record per
-    parent row.) Without the privilege the triggers run as before."""
+    on the tables and every other statement keeps them. What the triggers guaranteed is kept
+    by two things: no sync that could delete a parent row of this district runs until this
+    transaction ends (`lock_related` holds their advisory locks), and the parent rows the
+    insert refers to are locked FOR KEY SHARE in one statement per foreign key, as the
+    triggers lock them row by row, so a delete from outside the engine (a DBA, a script)
+    waits for this commit and then cascades to the new rows instead of orphaning them.
+    Without the privilege the triggers run as before."""
     if not spec.foreign_keys:
         return _insert(cur, spec, target, district_id)
     previous = _skip_fk_triggers(cur, target)
+    if previous is not None:
+        _lock_parents(graph, spec, cur, district_id)
     inserted = _insert(cur, spec, target, district_id)
     if previous is not None:
         cur.execute("SELECT set_config('session_replication_role', %s, true)", (previous,))
     return inserted
+
+
+def _lock_parents(graph: Hierarchy, spec: ObjectSpec, cur: psycopg.Cursor, district_id: str) -> None:
+    """Lock FOR KEY SHARE the state's parent rows the accepted staged rows refer to (what the
+    foreign-key triggers would lock), one statement per foreign key."""
+    for fk in spec.foreign_keys:  # sorted by column
+        cur.execute(sql.SQL(
+            "SELECT count(*) FROM (SELECT 1 FROM {parent} p WHERE p.district_id = %s AND p.{pcol} IN"
+            " (SELECT g.{col} FROM {stage} g WHERE g.reject_reason IS NULL) FOR KEY SHARE OF p) AS locked"
+        ).format(parent=table(STATE_SCHEMA, graph.spec(fk.target)), pcol=ident(fk.target_column),
+                 col=ident(fk.column), stage=STAGE), (district_id,))
 
 
 def _skip_fk_triggers(cur: psycopg.Cursor, target: sql.Composable) -> str | None:

@@ -93,3 +93,24 @@ def test_first_load_fires_a_trigger_the_deployment_added(graph, deployment):
     sync(graph, deployment, "PersonIdentity")
     r = sync(graph, deployment, "VaccineShot")
     assert r.inserted > 0 and rows(state, "SELECT count(*) FROM state.audit") == [(r.inserted,)]
+
+
+def test_parents_of_a_trigger_free_insert_are_locked_against_outside_deletes(graph, deployment):
+    """With the FK triggers skipped, the parent rows the insert refers to are still locked FOR
+    KEY SHARE until commit: a DELETE from outside the engine waits (here: times out) instead of
+    leaving the new rows orphaned."""
+    sync(graph, deployment, "PersonIdentity")
+    spec = graph.spec("VaccineShot")
+    person = rows(deployment["state"], "SELECT personid FROM state.personidentity WHERE district_id = '0101'"
+                  " ORDER BY 1 LIMIT 1")[0][0]
+    with psycopg.connect(deployment["state"]) as conn:
+        cur = conn.cursor()
+        cur.execute(sql.SQL("CREATE TEMP TABLE {} (personid integer, reject_reason text)").format(engine.STAGE))
+        cur.execute(sql.SQL("INSERT INTO {} VALUES (%s, NULL)").format(engine.STAGE), (person,))
+        engine._lock_parents(graph, spec, cur, "0101")
+        with psycopg.connect(deployment["state"], autocommit=True) as other:
+            other.execute("SET lock_timeout = '300ms'")
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                other.execute("DELETE FROM state.personidentity WHERE district_id = '0101' AND personid = %s",
+                              (person,))
+        conn.rollback()
