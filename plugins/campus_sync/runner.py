@@ -45,9 +45,6 @@ def prepare(airflow_home: Path | None = None) -> Path:
     }
     for k, v in env.items():
         os.environ.setdefault(k, v)
-    # Airflow 3.3's .airflowignore matcher uses a pathspec class that pathspec 1.x deprecates;
-    # harmless, and not ours to fix: keep it out of the demo's output.
-    warnings.filterwarnings("ignore", message=r"GitWildMatchPattern", category=DeprecationWarning)
     runtime = home / "runtime"
     runtime.mkdir(mode=0o700, exist_ok=True)
     os.environ.setdefault("XDG_RUNTIME_DIR", str(runtime))
@@ -83,6 +80,17 @@ def owner_session() -> Iterator[None]:
         conn.close()
 
 
+def _quiet_upstream_warnings() -> None:
+    """Keep two harmless deprecation warnings of Airflow 3.3's own dependencies out of the demo's
+    output: pathspec 1.x deprecates the class Airflow's .airflowignore matcher uses, and
+    dag.test's in-process API client uses starlette's TestClient over httpx. Set after Airflow is
+    imported, since Airflow installs warning filters of its own in front of earlier ones."""
+    import airflow  # noqa: F401 - its filters first, ours in front of them
+
+    warnings.filterwarnings("ignore", message=r"GitWildMatchPattern")
+    warnings.filterwarnings("ignore", message=r"Using `httpx` with `starlette.testclient`")
+
+
 def get_dag(dag_id: str):
     from airflow.dag_processing.dagbag import DagBag
 
@@ -98,6 +106,7 @@ def get_dag(dag_id: str):
 def run_dag(dag_id: str, conf: dict | None = None) -> RunOutcome:
     """dag.test() the DAG with `conf`; param validation errors propagate (trigger-time refusal)."""
     prepare()
+    _quiet_upstream_warnings()
     dag = get_dag(dag_id)
     with owner_session():
         run = dag.test(run_conf=conf or {})
