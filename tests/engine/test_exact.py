@@ -16,9 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from campus_sync import engine, schema
-from campus_sync.hierarchy import compile_path
-from pg_helpers import dsn_for
+from campus_sync import engine
+from pg_helpers import one_object_deployment
 
 pytestmark = pytest.mark.db
 
@@ -37,29 +36,12 @@ PROBE_SQL = "SELECT id, i, b, t, d, f, n, ts, NULL::text AS reject_reason FROM c
 @pytest.fixture(scope="module")
 def probe(tmp_path_factory, server_dsn):
     """A compiled one-object hierarchy, a district with 40 filler rows and a state."""
-    from psycopg import sql
-
-    root = tmp_path_factory.mktemp("probe")
-    (root / "hierarchy").mkdir()
-    (root / "sql" / "extract").mkdir(parents=True)
-    (root / "hierarchy" / "probe.yaml").write_text(PROBE_YAML)
-    (root / "sql" / "extract" / "probe.sql").write_text(PROBE_SQL)
-    graph = compile_path(root / "hierarchy")
-    dsns = {}
-    with psycopg.connect(server_dsn, autocommit=True) as conn:
-        for name in ("t_probe_state", "t_probe_district"):
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-            dsns[name] = dsn_for(server_dsn, name)
-    with psycopg.connect(dsns["t_probe_state"]) as conn:
-        schema.ensure_state_schema(conn, graph)
-    with psycopg.connect(dsns["t_probe_district"]) as conn:
-        schema.ensure_district_schema(conn, graph)
+    out = one_object_deployment(server_dsn, tmp_path_factory.mktemp("probe"), "probe", PROBE_YAML, PROBE_SQL)
+    with psycopg.connect(out["district"]) as conn:
         conn.execute("INSERT INTO campus.probe SELECT g, g, g * 4294967296, 'row ' || g, DATE '2026-09-01' + g,"
                      " g % 2 = 0, g / 8.0, TIMESTAMP '2026-09-01 08:00' + g * INTERVAL '1 second'"
                      " FROM generate_series(2, 41) g")
         conn.execute("INSERT INTO campus.probe (id) VALUES (1)")
-    out = {"graph": graph, "state": dsns["t_probe_state"], "district": dsns["t_probe_district"]}
     sync(out)
     return out
 

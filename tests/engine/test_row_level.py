@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from psycopg import sql
 
-from campus_sync import engine, schema
-from campus_sync.hierarchy import compile_path
-from pg_helpers import dsn_for
+from campus_sync import engine
+from pg_helpers import one_object_deployment
 
 pytestmark = pytest.mark.db
 
@@ -25,25 +23,11 @@ SQL = "SELECT code, n, label, NULL::text AS reject_reason FROM campus.tagged\n"
 
 @pytest.fixture(params=["text", "int"])
 def tagged(request, tmp_path, server_dsn):
-    (tmp_path / "hierarchy").mkdir()
-    (tmp_path / "sql" / "extract").mkdir(parents=True)
-    (tmp_path / "hierarchy" / "tagged.yaml").write_text(YAML % request.param)
-    (tmp_path / "sql" / "extract" / "tagged.sql").write_text(SQL)
-    graph = compile_path(tmp_path / "hierarchy")
-    dsns = {}
-    with psycopg.connect(server_dsn, autocommit=True) as conn:
-        for name in ("t_tagged_state", "t_tagged_district"):
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-            dsns[name] = dsn_for(server_dsn, name)
-    with psycopg.connect(dsns["t_tagged_state"]) as conn:
-        schema.ensure_state_schema(conn, graph)
-    with psycopg.connect(dsns["t_tagged_district"]) as conn:
-        schema.ensure_district_schema(conn, graph)
+    p = one_object_deployment(server_dsn, tmp_path, "tagged", YAML % request.param, SQL)
+    with psycopg.connect(p["district"]) as conn:
         code = "'c' || g" if request.param == "text" else "g"
         conn.execute(f"INSERT INTO campus.tagged SELECT {code}, g, 'row ' || g FROM generate_series(1, 3000) g")
-    return {"graph": graph, "state": dsns["t_tagged_state"], "district": dsns["t_tagged_district"],
-            "new": "'new'" if request.param == "text" else "100000"}
+    return dict(p, new="'new'" if request.param == "text" else "100000")
 
 
 def sync(p):
