@@ -99,21 +99,22 @@ def embedded_server():
 
 
 def running_embedded_uri(database: str) -> str | None:
-    """The URI of `database` on the embedded server when it already runs, read from its
-    `postmaster.pid` (what pgserver itself reads), without importing pgserver; else None.
+    """The URI of `database` on the embedded server when it already runs, from its
+    `postmaster.pid` (pgserver's own reader, `PostmasterInfo`), without attaching through
+    `pgserver.get_server`; else None.
 
-    Every Airflow task resolves its connections afresh, and pgserver's attach (and its exit
-    hook) takes an inter-process file lock shared by every process using the server: measured
-    here, it kept a LocalExecutor worker busy ~0.9 s longer per task."""
+    Every Airflow task resolves its connections afresh, and get_server's attach (and the exit
+    hook it registers) takes an inter-process file lock shared by every process using the
+    server: measured here, it kept a LocalExecutor worker busy ~0.9 s longer per task."""
+    from pgserver.utils import PostmasterInfo
+
     try:
-        lines = (home() / "pgdata" / "postmaster.pid").read_text().splitlines()
-        pid, socket_dir, status = int(lines[0]), lines[4].strip(), lines[7].strip()
-        os.kill(pid, 0)
-    except (OSError, ValueError, IndexError):
+        info = PostmasterInfo.read_from_pgdata(home() / "pgdata")
+    except (OSError, ValueError, AssertionError):  # unreadable or malformed pid file
         return None
-    if status != "ready" or not socket_dir:
+    if info is None or not info.is_running() or info.status != "ready" or info.socket_dir is None:
         return None
-    return f"postgresql://postgres:@/{database}?host={socket_dir}"
+    return info.get_uri(database=database)
 
 
 def embedded_dsn(database: str) -> str:
@@ -121,9 +122,9 @@ def embedded_dsn(database: str) -> str:
     created on first use)."""
     uri_of = running_embedded_uri
     conn = None
-    if uri_of("postgres") is not None:
+    if (uri := uri_of("postgres")) is not None:
         try:
-            conn = psycopg.connect(uri_of("postgres"), autocommit=True)
+            conn = psycopg.connect(uri, autocommit=True)
         except psycopg.OperationalError:  # a stale postmaster.pid: let pgserver sort it out
             conn = None
     if conn is None:

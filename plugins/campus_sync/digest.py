@@ -47,6 +47,7 @@ from psycopg import sql
 
 from campus_sync.hierarchy import ObjectSpec
 from campus_sync.hierarchy.model import COLUMN_TYPES
+from campus_sync.pipe import copy_across
 from campus_sync.schema import ident
 
 MAX_BUCKETS = 1 << 16
@@ -117,7 +118,6 @@ class Digest:
         self.counts = array("q", bytes(8 * buckets))
         self.xors = array("q", bytes(8 * buckets))
         self.rows = 0  # every row in scope, refused ones included
-        self.kept = 0  # refused rows whose copy at the state is kept (district side)
         self.reasons: dict[str, int] = {}
 
     def changed(self, other: Digest) -> list[int]:
@@ -183,15 +183,12 @@ def district_digest(conn: psycopg.Connection, spec: ObjectSpec, source_query: st
     """Digest of the district's extract (`source_query`: the bound query the copy would run):
     one pass, which also counts the refusals per reason and the refused rows the state keeps."""
     query = sql.SQL(
-        "SELECT b, r, count(*), bit_xor(h), count(*) FILTER (WHERE k) FROM (SELECT {bucket} AS b,"
-        " d.reject_reason AS r, CASE WHEN d.reject_reason IS NULL THEN {hash} END AS h, {kept} AS k"
-        " FROM ({source}) AS d OFFSET 0) AS x GROUP BY 1, 2"
-    ).format(bucket=bucket_expr(spec, "d", buckets), hash=row_hash_expr(spec, "d"), kept=kept_expr(spec, "d"),
-             source=sql.SQL(source_query))
+        "SELECT b, r, count(*), bit_xor(h) FROM (SELECT {bucket} AS b, d.reject_reason AS r,"
+        " CASE WHEN d.reject_reason IS NULL THEN {hash} END AS h FROM ({source}) AS d OFFSET 0) AS x GROUP BY 1, 2"
+    ).format(bucket=bucket_expr(spec, "d", buckets), hash=row_hash_expr(spec, "d"), source=sql.SQL(source_query))
     out, reasons = Digest(buckets), Counter()
-    for bucket, reason, count, xor, kept in _fetch(conn, query, ["integer", "text", "bigint", "bigint", "bigint"]):
+    for bucket, reason, count, xor in _fetch(conn, query, ["integer", "text", "bigint", "bigint"]):
         out.rows += count
-        out.kept += kept
         if reason is None:
             out.counts[bucket], out.xors[bucket] = count, xor
         else:
@@ -251,13 +248,9 @@ def differing(source: psycopg.Connection, cur: psycopg.Cursor, spec: ObjectSpec,
     listing = sql.SQL(
         "COPY (SELECT {key}, {hash} FROM ({source}) AS d WHERE d.reject_reason IS NULL) TO STDOUT (FORMAT BINARY)"
     ).format(key=key_hash_expr(spec, "d"), hash=row_hash_expr(spec, "d"), source=sql.SQL(source_query))
-    with source.cursor().copy(listing) as out, \
-            cur.copy(sql.SQL("COPY {} FROM STDIN (FORMAT BINARY)").format(LISTED)) as into:
-        for chunk in out:
-            into.write(chunk)
+    copy_across(source, listing, cur, sql.SQL("COPY {} FROM STDIN (FORMAT BINARY)").format(LISTED))
     column = integer_key(spec)
-    where = (sql.SQL("CAST(s.{} AS bigint)").format(ident(column)) if column else
-             sql.SQL("((s.ctid::text::point)[0]::bigint << 16) | (s.ctid::text::point)[1]::bigint"))
+    where = sql.SQL("CAST(s.{} AS bigint)").format(ident(column)) if column else sql.SQL("s.ctid::text")
     query = sql.SQL(
         "SELECT coalesce(d.k, s.k), s.w FROM (SELECT k, count(*) AS c, bit_xor(h) AS x FROM {listed} GROUP BY k) d"
         " FULL JOIN (SELECT {key} AS k, count(*) AS c, bit_xor({hash}) AS x, array_agg({where}) AS w"
@@ -268,10 +261,10 @@ def differing(source: psycopg.Connection, cur: psycopg.Cursor, spec: ObjectSpec,
              within=sql.SQL("{} = ANY(CAST(%s AS integer[]))").format(bucket_expr(spec, "s", buckets)))
     keys: list[int] = []
     wheres: list = []
-    for key, found in _fetch(cur.connection, query, ["bigint", "bigint[]"], [*scope_params, wanted]):
+    for key, found in _fetch(cur.connection, query, ["bigint", "bigint[]" if column else "text[]"],
+                             [*scope_params, wanted]):
         keys.append(key)
-        if found:
-            wheres.extend(found if column else (f"({c >> 16},{c & 0xFFFF})" for c in found))
+        wheres.extend(found or ())
     return keys, wheres
 
 

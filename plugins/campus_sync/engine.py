@@ -28,6 +28,7 @@ from psycopg import sql
 from campus_sync import digest
 from campus_sync.hierarchy import Hierarchy, ObjectSpec
 from campus_sync.hierarchy.model import COLUMN_TYPES, YEAR_COLUMN
+from campus_sync.pipe import copy_across
 from campus_sync.schema import STATE_SCHEMA, ident, table
 
 EXCLUSION_PREFIX = "state_excluded_"
@@ -204,8 +205,7 @@ def sync_object(
             source.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             source.read_only = True
             cur = state.cursor()
-            # A killed task must not leave its statement running on the server holding locks.
-            lock_related(cur, graph, name, district_id)
+            lock_related(cur, graph, name, district_id)  # the transaction's settings, then its locks
             # A district's first load into the table is a plain insert: merging against an empty,
             # analysed table makes the planner re-scan the growing target once per row.
             fresh = not cur.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {} s WHERE s.district_id = %s)")
@@ -265,9 +265,7 @@ def sync_object(
                     cur, spec, target, bucket_scope, [*scope_params, wanted.buckets])
             elif not fresh:
                 result.deleted, result.updated = _delete_and_update(cur, spec, target, scope_sql, scope_params)
-                result.inserted = _insert(cur, spec, target, district_id, sql.SQL(
-                    "NOT EXISTS (SELECT 1 FROM {} s WHERE s.district_id = %s AND {})").format(target, _key_match(spec)),
-                    [district_id])
+                result.inserted = _insert_new(cur, spec, target, district_id)
             if not scope.key_column:
                 _guard_deletes(guard, spec, district_id, result.deleted, held)
             state.commit()
@@ -431,11 +429,9 @@ def _exclude_kept(graph: Hierarchy, spec: ObjectSpec, scope: Scope, source: psyc
     keys = sql.SQL(", ").join(sql.SQL("d.{}").format(ident(k)) for k in spec.key)
     query = sql.SQL("COPY (SELECT DISTINCT {} FROM ({}) AS d WHERE {}) TO STDOUT").format(
         keys, sql.SQL(source_query(graph, spec, scope, source)), digest.kept_expr(spec, "d"))
-    with _reading(spec), source.cursor().copy(query) as out, \
-            cur.copy(sql.SQL("COPY {} FROM STDIN").format(KEPT)) as into:
-        for chunk in out:
-            into.write(chunk)
-    _analyze(cur, KEPT, cur.rowcount)
+    with _reading(spec):
+        kept = copy_across(source, query, cur, sql.SQL("COPY {} FROM STDIN").format(KEPT))
+    _analyze(cur, KEPT, kept)
     return sql.SQL("{} AND NOT EXISTS (SELECT 1 FROM {} k WHERE {})").format(
         scope_sql, KEPT, _key_match(spec, "s", "k"))
 
@@ -470,11 +466,8 @@ def _stage(graph: Hierarchy, spec: ObjectSpec, scope: Scope, source: psycopg.Con
         query = source_query(graph, spec, scope, source, (wanted.count, wanted.buckets))
     copy_in = sql.SQL("COPY {} ({}, reject_reason) FROM STDIN").format(
         STAGE, sql.SQL(", ").join(ident(c) for c in spec.column_names))
-    with _reading(spec), source.cursor().copy(sql.SQL("COPY ({}) TO STDOUT").format(sql.SQL(query))) as out, \
-            cur.copy(copy_in) as into:
-        for chunk in out:
-            into.write(chunk)
-    rows = cur.rowcount
+    with _reading(spec):
+        rows = copy_across(source, sql.SQL("COPY ({}) TO STDOUT").format(sql.SQL(query)), cur, copy_in)
     _analyze(cur, STAGE, rows)
     return rows
 
@@ -497,10 +490,7 @@ def _load_direct(graph: Hierarchy, spec: ObjectSpec, scope: Scope, source: psyco
     copy_in = sql.SQL("COPY {} (district_id, {}) FROM STDIN").format(target, cols)
     try:
         with cur.connection.transaction():  # a savepoint: undo just this COPY on a bad key
-            with source.cursor().copy(rows) as out, cur.copy(copy_in) as into:
-                for chunk in out:
-                    into.write(chunk)
-            loaded = cur.rowcount
+            loaded = copy_across(source, rows, cur, copy_in)
     except (psycopg.errors.UniqueViolation, psycopg.errors.NotNullViolation):
         return None
     return loaded, reasons
@@ -647,6 +637,13 @@ def _insert(cur: psycopg.Cursor, spec: ObjectSpec, target: sql.Composable, distr
     return cur.execute(insert, [district_id, *lacking_params]).rowcount
 
 
+def _insert_new(cur: psycopg.Cursor, spec: ObjectSpec, target: sql.Composable, district_id: str) -> int:
+    """Insert the accepted staged rows whose key the state does not hold yet for the district."""
+    return _insert(cur, spec, target, district_id, sql.SQL(
+        "NOT EXISTS (SELECT 1 FROM {} s WHERE s.district_id = %s AND {})").format(target, _key_match(spec)),
+        [district_id])
+
+
 def _gone(spec: ObjectSpec, alias: str) -> sql.Composable:
     """A state row (alias `alias`) the district no longer has: no staged row with its key is
     accepted or refused-but-kept (a row the district still has is never deleted because a rule
@@ -728,9 +725,7 @@ def _merge_rows(cur: psycopg.Cursor, spec: ObjectSpec, target: sql.Composable, s
         ).format(target=target, where=where, scope=scope_sql, key=digest.key_hash_expr(spec, "s"),
                  gone=_gone(spec, "s")), [wanted.ctids, *scope_params, wanted.keys]).rowcount
     updated = _update(cur, spec, target, district_id)
-    inserted = _insert(cur, spec, target, district_id, sql.SQL(
-        "NOT EXISTS (SELECT 1 FROM {} s WHERE s.district_id = %s AND {})").format(target, _key_match(spec)),
-        [district_id])
+    inserted = _insert_new(cur, spec, target, district_id)
     cur.execute("RESET random_page_cost")
     return deleted, updated, inserted
 

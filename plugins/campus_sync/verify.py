@@ -39,6 +39,7 @@ from campus_sync import config as config_mod
 from campus_sync import db, digest, engine, selective, tasks
 from campus_sync.hierarchy import Hierarchy
 from campus_sync.hierarchy.model import COLUMN_TYPES
+from campus_sync.pipe import copy_across
 from campus_sync.schema import STATE_SCHEMA, ident, table
 
 SAMPLE = 20
@@ -114,10 +115,8 @@ def check_object(graph: Hierarchy, name: str, cur: psycopg.Cursor, source: psyco
     cur.execute(sql.SQL("CREATE TEMP TABLE {} ({}, reject_reason text)").format(STAGE, col_defs))
     cols = sql.SQL(", ").join(ident(c) for c in spec.column_names)
     query = engine.source_query(graph, spec, scope, source)
-    with source.cursor().copy(sql.SQL("COPY ({}) TO STDOUT").format(sql.SQL(query))) as out, \
-            cur.copy(sql.SQL("COPY {} ({}, reject_reason) FROM STDIN").format(STAGE, cols)) as into:
-        for chunk in out:
-            into.write(chunk)
+    copy_across(source, sql.SQL("COPY ({}) TO STDOUT").format(sql.SQL(query)), cur,
+                sql.SQL("COPY {} ({}, reject_reason) FROM STDIN").format(STAGE, cols))
     cur.execute(sql.SQL("ANALYZE {}").format(STAGE))
     # Orphans: the parent is neither among the district's accepted rows (verified earlier in run
     # order) nor at the state. The engine refuses them as parent_missing; so does this check.
