@@ -184,6 +184,7 @@ class LocalAirflow:
             "CAMPUS_SYNC_HOME": str(db.home()),
             "CAMPUS_SYNC_CONFIG": str(_config_path()),
             "PYTHONUNBUFFERED": "1",
+            "PYTHONFAULTHANDLER": "1",  # a native crash leaves its traceback in the component's log
         })
         # Tunables a user may set in the shell; defaults sized for a small machine.
         env.setdefault("AIRFLOW__API__WORKERS", "1")
@@ -262,6 +263,19 @@ class LocalAirflow:
             raise AirflowStartError(f"airflow db migrate failed (exit {proc.returncode}); see {log}:\n{_tail(log)}")
         marker.touch()
 
+    def _exit_status(self, component: str) -> str:
+        """'exit code N' / 'killed by SIGX' when the dead component was our child, else 'status unknown'."""
+        try:
+            pid = int(self.pid_file(component).read_text().strip())
+            reaped, status = os.waitpid(pid, os.WNOHANG)
+        except (OSError, ValueError):
+            return "status unknown"
+        if not reaped:
+            return "status unknown"
+        if os.WIFSIGNALED(status):
+            return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+        return f"exit code {os.WEXITSTATUS(status)}"
+
     def _spawn(self, component: str, env: dict[str, str]) -> int:
         log = self.log_file(component)
         with open(log, "ab") as out:
@@ -300,18 +314,34 @@ class LocalAirflow:
                 self._spawn(component, env)
                 if component == "redis":
                     _wait_port(self.redis_port, 20, "redis-server", self.log_file("redis"))
-        self.wait_healthy(timeout)
+        self.wait_healthy(timeout, restarts=2)
         return True
 
-    def wait_healthy(self, timeout: float = 240) -> dict:
-        """Until every component reports healthy and the admin password file exists."""
+    def wait_healthy(self, timeout: float = 240, restarts: int = 0) -> dict:
+        """Until every component reports healthy and the admin password file exists.
+
+        A component that dies while the deployment comes up is started again up to `restarts`
+        times (what a supervisor's restart policy does; on a loaded 2-core machine a component
+        has been seen to die at start-up without a word), each death written to its log with the
+        exit status; one more death is an error naming the component and that status.
+        """
         deadline = time.monotonic() + timeout
         health: dict | None = None
+        left = {component: restarts for component in self.components}
         while time.monotonic() < deadline:
-            for component, pid in self.pids().items():
-                if pid is None:
-                    log = self.log_file(component)
-                    raise AirflowStartError(f"{component} exited; see {log}:\n{_tail(log)}")
+            dead = [component for component, pid in self.pids().items() if pid is None]
+            for component in dead:
+                log = self.log_file(component)
+                status = self._exit_status(component)
+                with open(log, "a") as out:
+                    out.write(f"\n---- {time.strftime('%Y-%m-%d %H:%M:%S')} {component} exited ({status})\n")
+                if left[component] <= 0:
+                    raise AirflowStartError(f"{component} exited ({status}); see {log}:\n{_tail(log)}")
+                left[component] -= 1
+                self._spawn(component, self.environment())
+            if dead:  # look at the restarted ones again before believing any health report
+                time.sleep(1)
+                continue
             health = self.health()
             if health and self.password_file.exists() and all(
                     (health.get(key) or {}).get("status") == "healthy"

@@ -65,3 +65,61 @@ def test_stop_ends_exactly_the_recorded_process_groups(tmp_path):
     finally:
         bystander.kill()
         bystander.wait()
+
+
+class _FakeAirflow(LocalAirflow):
+    """Components are shell stand-ins; the dag-processor dies at its first `dies` starts (exit 3)."""
+
+    dies = 1
+
+    def command(self, component: str) -> list[str]:
+        if component == "dag-processor":
+            marker = self.run_dir / "dag-processor.starts"
+            return ["bash", "-c", f'echo x >> {marker}; [ $(wc -l < {marker}) -gt {self.dies} ] || exit 3; '
+                                  'sleep 300 & wait', "airflow-fake-dag-processor"]
+        return ["bash", "-c", "sleep 300 & wait", f"airflow-fake-{component}"]
+
+    def health(self, timeout: float = 10) -> dict:
+        return {key: {"status": "healthy"} for key in ("scheduler", "dag_processor", "triggerer", "metadatabase")}
+
+    def _get(self, path: str, timeout: float) -> dict:
+        return {}
+
+    def environment(self) -> dict[str, str]:
+        return dict(os.environ)
+
+
+def _fake(tmp_path, dies: int) -> _FakeAirflow:
+    af = _FakeAirflow(home=tmp_path)
+    af.dies = dies
+    for d in (af.run_dir, af.log_dir):
+        d.mkdir(parents=True)
+    af.password_file.write_text('{"admin": "x"}')
+    for component in af.components:
+        af._spawn(component, af.environment())
+    time.sleep(0.5)
+    return af
+
+
+def test_a_component_that_dies_while_coming_up_is_restarted_and_logged(tmp_path):
+    af = _fake(tmp_path, dies=1)
+    try:
+        af.wait_healthy(timeout=20, restarts=2)
+        assert af.running()
+        log = af.log_file("dag-processor").read_text()
+        assert "dag-processor exited (exit code 3)" in log
+        assert log.count("starting dag-processor") == 2
+    finally:
+        af.stop(timeout=5)
+
+
+def test_a_component_that_keeps_dying_is_an_error_naming_its_exit_status(tmp_path):
+    from campus_sync.airflow_local import AirflowStartError
+
+    af = _fake(tmp_path, dies=5)
+    try:
+        with pytest.raises(AirflowStartError, match=r"dag-processor exited \(exit code 3\)"):
+            af.wait_healthy(timeout=20, restarts=2)
+        assert af.log_file("dag-processor").read_text().count("starting dag-processor") == 3
+    finally:
+        af.stop(timeout=5)
