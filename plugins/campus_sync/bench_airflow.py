@@ -14,6 +14,12 @@ with medians and the ratio median overhead / median SQL (target ≤ 3). Plain Py
 Airflow dependency) + psycopg; no Airflow import, so it measures any deployment it can reach.
 `--start` runs it on a fresh local Airflow (`campus_sync.airflow_local`, what `make airflow`
 starts) and stops it afterwards.
+
+`--floor` (with `--start`) also runs `campus_bench_floor` in the same Airflow, right after: the
+same DAG shape (start task, one mapped group per district, one task per object wired by the
+hierarchy, a finish task) whose object tasks do nothing. Its queued→end is what Airflow itself
+costs per task on this machine, the floor under any overhead a one-task-per-object DAG can
+reach; the report sets it against the real run's median SQL time.
 """
 
 from __future__ import annotations
@@ -130,9 +136,9 @@ def sql_seconds(state_dsn: str, dag_id: str, run_id: str) -> dict[tuple[str, str
     return {(d, o): float(s) for d, o, s in rows}
 
 
-def collect(client: Client, state_dsn: str, dag_id: str, run_id: str) -> list[TaskTiming]:
+def collect(client: Client, state_dsn: str, dag_id: str, run_id: str, with_sql: bool = True) -> list[TaskTiming]:
     """One TaskTiming per object task instance that ran (skipped ones have no cost to measure)."""
-    sql = sql_seconds(state_dsn, dag_id, run_id)
+    sql = sql_seconds(state_dsn, dag_id, run_id) if with_sql else {}
     out = []
     for ti in sorted(client.task_instances(dag_id, run_id), key=lambda t: (t["task_id"], t["map_index"])):
         if ti["state"] == "skipped":
@@ -180,6 +186,75 @@ def run(client: Client, state_dsn: str, dag_id: str, conf: dict, timeout: float 
             **summary(timings, wall), "timings": [asdict(t) | {"overhead": t.overhead} for t in timings]}
 
 
+FLOOR_DAG_ID = "campus_bench_floor"
+FLOOR_DAG_SOURCE = '''"""campus_bench_floor: the resync DAG's shape with no-op object tasks (written by
+`campus-sync bench airflow --floor` into its temporary dags folder; never in dags/)."""
+from airflow.sdk import DAG, get_current_context, task, task_group
+
+from campus_sync import config, hierarchy
+from campus_sync.dagbuild import GROUP, MAP_INDEX_TEMPLATE, upstream_objects
+
+_graph = hierarchy.load()
+_cfg = config.load()
+_names = list(_graph.enabled(_cfg.state))
+
+with DAG(dag_id="{dag_id}", schedule=None, catchup=False, max_active_runs=1, tags=["bench"]):
+
+    @task
+    def start_request() -> list[dict]:
+        return [{{"district_id": d.id, "label": d.label}} for d in _cfg.districts]
+
+    @task(trigger_rule="none_failed", map_index_template=MAP_INDEX_TEMPLATE)
+    def sync_object(name: str, unit: dict):
+        get_current_context()["district_label"] = unit["label"]
+
+    units = start_request()
+
+    @task_group(group_id=GROUP)
+    def district(unit: dict) -> None:
+        made = {{}}
+        for name in _names:
+            made[name] = sync_object.override(task_id=name)(name, unit)
+            units.operator >> made[name]
+            for parent in upstream_objects(_graph, name):
+                if parent in made:
+                    made[parent] >> made[name]
+
+    @task(trigger_rule="all_done")
+    def finish_request(units: list[dict]) -> int:
+        return len(units)
+
+    district.expand(unit=units) >> finish_request(units)
+'''.format(dag_id=FLOOR_DAG_ID)
+
+
+def floor_dags_folder(folder, project_dags) -> None:
+    """A dags folder for `--floor`: the project's DAG files (symlinked) plus the floor DAG."""
+    from pathlib import Path
+
+    folder, project_dags = Path(folder), Path(project_dags)
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in sorted(project_dags.glob("*.py")):
+        (folder / f.name).symlink_to(f.resolve())
+    (folder / f"{FLOOR_DAG_ID}.py").write_text(FLOOR_DAG_SOURCE)
+
+
+def floor(client: Client, real: dict, timeout: float = 1800) -> dict:
+    """Run the floor DAG and set its per-task cost against `real`'s median SQL time."""
+    client.wait_dag(FLOOR_DAG_ID)
+    t0 = time.monotonic()
+    run_id = client.trigger(FLOOR_DAG_ID, {})
+    dag_run = client.wait_run(FLOOR_DAG_ID, run_id, timeout)
+    wall = time.monotonic() - t0
+    timings = [t for t in collect(client, "", FLOOR_DAG_ID, run_id, with_sql=False) if t.task_id.startswith(GROUP)]
+    qe, ran = _median(t.queued_to_end for t in timings), _median(t.run for t in timings)
+    sql = real["median"]["sql"]
+    return {"dag_id": FLOOR_DAG_ID, "run_id": run_id, "state": dag_run["state"], "object_tasks": len(timings),
+            "wall_seconds": wall, "median": {"queued_to_end": qe, "run": ran,
+                                             "parse": _median(t.parse for t in timings)},
+            "floor_over_sql": qe / sql if qe is not None and sql else None}
+
+
 def _f(v: float | None, unit: str = "s") -> str:
     return "-" if v is None else f"{v:.2f}{unit}"
 
@@ -201,6 +276,17 @@ def format_report(res: dict) -> str:
         f"overhead ratio (median overhead / median SQL): {'-' if ratio is None else f'{ratio:.1f}x'} "
         f"(target ≤ {res['target_ratio']:.0f}x)",
     ]
+    if res.get("floor"):
+        f = res["floor"]
+        fm = f["median"]
+        over = f["floor_over_sql"]
+        lines += [
+            f"floor ({f['dag_id']}: same shape, no-op object tasks, {f['object_tasks']} ran, {f['state']}, "
+            f"wall {_f(f['wall_seconds'])}): queued→end {_f(fm['queued_to_end'])}, run {_f(fm['run'])}, "
+            f"parse {_f(fm['parse'])}",
+            f"floor / median SQL: {'-' if over is None else f'{over:.1f}x'} (a one-task-per-object DAG cannot "
+            f"get its overhead ratio below this on this machine)",
+        ]
     return "\n".join(lines)
 
 

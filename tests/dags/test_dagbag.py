@@ -78,3 +78,19 @@ def test_districts_field_not_required(dagbag):
         assert "null" in schema["type"] and "array" in schema["type"], (dag_id, schema)
         for value in ([], None, ["0101"]):
             dagbag.get_dag(dag_id).params.get_param("districts").resolve(value)
+
+
+def test_bench_floor_dag_has_the_full_resyncs_shape(dagbag, tmp_path):
+    """`bench airflow --floor` measures Airflow's own per-task cost on a DAG of the same shape."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from campus_sync import bench_airflow
+
+    bench_airflow.floor_dags_folder(tmp_path / "dags", os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    bag = DagBag(dag_folder=str(tmp_path / "dags"))
+    assert bag.import_errors == {}
+    floor, real = bag.get_dag(bench_airflow.FLOOR_DAG_ID), dagbag.get_dag("campus_full_resync")
+    objects = sorted(t.task_id for t in real.tasks if t.task_id.startswith("district."))
+    assert sorted(t.task_id for t in floor.tasks if t.task_id.startswith("district.")) == objects
+    for task_id in objects:
+        assert floor.get_task(task_id).upstream_task_ids == real.get_task(task_id).upstream_task_ids, task_id

@@ -38,21 +38,33 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--start", action="store_true",
                    help="start a local Airflow for the bench (as `make airflow`) and stop it afterwards")
     a.add_argument("--port", type=_positive, default=8080, help="with --start: API/UI port (default 8080)")
+    a.add_argument("--floor", action="store_true",
+                   help="with --start: then run the same DAG shape with no-op object tasks (campus_bench_floor) "
+                        "and report what Airflow alone costs per task")
     a.add_argument("--timeout", type=_positive, default=1800, help="seconds to wait for the run (default 1800)")
     b.set_defaults(func=cmd_bench)
 
 
 def cmd_bench_airflow(args: argparse.Namespace) -> int:
     import os
+    import tempfile
     from pathlib import Path
 
     from campus_sync import bench_airflow, db, tasks
 
     deployment = None
+    if args.floor and not args.start:
+        raise SystemExit("--floor needs --start (the floor DAG lives in the bench's own dags folder)")
+    scratch = tempfile.TemporaryDirectory(prefix="campus-bench-floor-") if args.floor else None
     if args.start:
+        from campus_sync import paths
         from campus_sync.airflow_local import LocalAirflow  # the `make airflow` launcher
 
-        deployment = LocalAirflow(port=args.port)
+        extra = {}
+        if scratch is not None:
+            bench_airflow.floor_dags_folder(Path(scratch.name) / "dags", paths.PROJECT_ROOT / "dags")
+            extra["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(scratch.name) / "dags")
+        deployment = LocalAirflow(port=args.port, extra_env=extra)
     try:
         if deployment is not None:
             deployment.start()  # inside the try: a start that times out still stops what it started
@@ -64,9 +76,13 @@ def cmd_bench_airflow(args: argparse.Namespace) -> int:
             password = json.loads(pw_file.read_text())[args.user] if pw_file.exists() else ""
         client = bench_airflow.Client(url, args.user, password)
         res = bench_airflow.run(client, tasks.state_dsn(), args.dag, json.loads(args.conf), timeout=args.timeout)
+        if args.floor:
+            res["floor"] = bench_airflow.floor(client, res, timeout=args.timeout)
     finally:
         if deployment is not None:
             deployment.stop()
+        if scratch is not None:
+            scratch.cleanup()
     print(bench_airflow.to_json(res) if args.json else bench_airflow.format_report(res))
     return 0 if res["state"] == "success" else 1
 
