@@ -237,17 +237,28 @@ def key_hash_expr(spec: ObjectSpec, alias: str) -> sql.Composable:
     return sql.SQL("hash_record_extended({}, 0)").format(_row(alias, [(k, types[k]) for k in spec.key]))
 
 
+def key_id_expr(spec: ObjectSpec, alias: str) -> sql.Composable:
+    """What the row step lists a row under: the key itself when it is one integer column (the
+    copy then asks the district for those keys, which its index finds, instead of hashing every
+    row's key again), else the key's 64-bit hash."""
+    column = integer_key(spec)
+    if column:
+        return sql.SQL("CAST({}.{} AS bigint)").format(sql.Identifier(alias), ident(column))
+    return key_hash_expr(spec, alias)
+
+
 def differing(source: psycopg.Connection, cur: psycopg.Cursor, spec: ObjectSpec, source_query: str,
               target: sql.Composable, scope_sql: sql.Composable, scope_params: list, buckets: int,
               wanted: list[int]) -> tuple[list[int], list]:
-    """The key hashes whose rows differ between the district's `source_query` (the bound
-    extract, limited to the `wanted` buckets) and the state's rows in scope of those buckets (a
-    row added, gone or changed: count or XOR of row hashes under the key hash differ), and
-    where the state's rows under them are: integer keys, or ctids as text."""
+    """The key ids (`key_id_expr`: integer keys, else key hashes) whose rows differ between the
+    district's `source_query` (the bound extract, limited to the `wanted` buckets) and the
+    state's rows in scope of those buckets (a row added, gone or changed: count or XOR of row
+    hashes under the key id differ), and where the state's rows under them are: integer keys,
+    or ctids as text. A NULL integer key (refused later as `null_key`) is listed as None."""
     cur.execute(sql.SQL("CREATE TEMP TABLE {} (k bigint, h bigint) ON COMMIT DROP").format(LISTED))
     listing = sql.SQL(
         "COPY (SELECT {key}, {hash} FROM ({source}) AS d WHERE d.reject_reason IS NULL) TO STDOUT (FORMAT BINARY)"
-    ).format(key=key_hash_expr(spec, "d"), hash=row_hash_expr(spec, "d"), source=sql.SQL(source_query))
+    ).format(key=key_id_expr(spec, "d"), hash=row_hash_expr(spec, "d"), source=sql.SQL(source_query))
     copy_across(source, listing, cur, sql.SQL("COPY {} FROM STDIN (FORMAT BINARY)").format(LISTED))
     column = integer_key(spec)
     where = sql.SQL("CAST(s.{} AS bigint)").format(ident(column)) if column else sql.SQL("s.ctid::text")
@@ -256,7 +267,7 @@ def differing(source: psycopg.Connection, cur: psycopg.Cursor, spec: ObjectSpec,
         " FULL JOIN (SELECT {key} AS k, count(*) AS c, bit_xor({hash}) AS x, array_agg({where}) AS w"
         " FROM {target} s WHERE {scope} AND {within} GROUP BY 1) s ON d.k = s.k"
         " WHERE d.c IS DISTINCT FROM s.c OR d.x IS DISTINCT FROM s.x"
-    ).format(listed=LISTED, key=key_hash_expr(spec, "s"), hash=row_hash_expr(spec, "s"), where=where,
+    ).format(listed=LISTED, key=key_id_expr(spec, "s"), hash=row_hash_expr(spec, "s"), where=where,
              target=target, scope=scope_sql,
              within=sql.SQL("{} = ANY(CAST(%s AS integer[]))").format(bucket_expr(spec, "s", buckets)))
     keys: list[int] = []

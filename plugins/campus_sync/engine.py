@@ -123,8 +123,9 @@ def extract_sql(graph: Hierarchy, spec: ObjectSpec) -> str:
 @dataclass(frozen=True)
 class Wanted:
     """What a resync copies when the digests differ: the rows of some buckets (`buckets` of
-    `count`), or only the rows under some key hashes (`keys`, with `ctids`: where the state's
-    rows under them are: their integer keys, or ctids). Neither (`Wanted` is None): everything."""
+    `count`), or only the rows under some key ids (`keys`, see `digest.key_id_expr`; None for a
+    NULL key), with `ctids`: where the state's rows under them are (their integer keys, or
+    ctids). Neither (`Wanted` is None): everything."""
 
     count: int
     buckets: list[int]
@@ -140,7 +141,8 @@ def source_query(graph: Hierarchy, spec: ObjectSpec, scope: Scope, conn: psycopg
                  buckets: tuple[int, list[int]] | None = None, keys: list[int] | None = None) -> str:
     """The district query, bound client-side (COPY takes no parameters), as one string.
     `buckets` = (bucket count, the buckets wanted) limits it to those key-hash buckets, `keys`
-    to rows with those key hashes (both constants: the server looks them up in a hash)."""
+    to rows with those key ids (`digest.key_id_expr`; constants: the server looks them up in a
+    hash, or through the district's index for an integer key)."""
     cols = [ident(c) for c in spec.column_names] + [sql.Identifier("reject_reason")]
     where: list[sql.Composable] = [sql.SQL("TRUE")]
     if spec.school_year_scoped:
@@ -150,15 +152,19 @@ def source_query(graph: Hierarchy, spec: ObjectSpec, scope: Scope, conn: psycopg
     if buckets is not None:
         where.append(sql.SQL("{} = ANY(CAST(%(buckets)s AS integer[]))").format(
             digest.bucket_expr(spec, "q", buckets[0])))
-    if keys is not None:
-        where.append(sql.SQL("{} = ANY(CAST(%(key_hashes)s AS bigint[]))").format(digest.key_hash_expr(spec, "q")))
+    if keys is not None:  # key ids (digest.key_id_expr): an integer key's own index finds them
+        ids = sql.SQL("{} = ANY(CAST(%(key_ids)s AS bigint[]))").format(digest.key_id_expr(spec, "q"))
+        column = digest.integer_key(spec)
+        if column and None in keys:  # a NULL key is listed as None: stage it, to be refused
+            ids = sql.SQL("({} OR q.{} IS NULL)").format(ids, ident(column))
+        where.append(ids)
     query = sql.SQL("SELECT {cols} FROM ({extract}\n) AS q WHERE {where}").format(
         cols=sql.SQL(", ").join(sql.SQL("q.{}").format(c) for c in cols),
         extract=sql.SQL(extract_sql(graph, spec)),
         where=sql.SQL(" AND ").join(where),
     )
     params = dict(scope.params, keys=list(scope.keys), buckets=list(buckets[1]) if buckets else [],
-                  key_hashes=list(keys or []))
+                  key_ids=[k for k in keys or () if k is not None])
     return psycopg.ClientCursor(conn).mogrify(query, params)
 
 
@@ -722,7 +728,7 @@ def _merge_rows(cur: psycopg.Cursor, spec: ObjectSpec, target: sql.Composable, s
                  else sql.SQL("s.ctid = ANY(CAST(%s AS tid[]))"))
         deleted = cur.execute(sql.SQL(
             "DELETE FROM {target} s WHERE {where} AND {scope} AND {key} = ANY(CAST(%s AS bigint[])) AND {gone}"
-        ).format(target=target, where=where, scope=scope_sql, key=digest.key_hash_expr(spec, "s"),
+        ).format(target=target, where=where, scope=scope_sql, key=digest.key_id_expr(spec, "s"),
                  gone=_gone(spec, "s")), [wanted.ctids, *scope_params, wanted.keys]).rowcount
     updated = _update(cur, spec, target, district_id)
     inserted = _insert_new(cur, spec, target, district_id)

@@ -49,3 +49,20 @@ def test_resync_deletes_updates_and_inserts_only_the_changed_rows(tagged):
     assert held == (2999, 3)
     again = sync(tagged)
     assert (again.copied, again.inserted, again.updated, again.deleted) == (0, 0, 0, 0)
+
+
+def test_a_null_key_is_refused_on_the_row_level_path_too(tagged):
+    """The row step lists an integer key by its value: a NULL key is listed as None, and must
+    still be copied and refused as `null_key` on every resync, with the real changes carried."""
+    with psycopg.connect(tagged["district"]) as conn:
+        conn.execute("ALTER TABLE campus.tagged DROP CONSTRAINT tagged_pkey")
+        conn.execute("ALTER TABLE campus.tagged ALTER COLUMN code DROP NOT NULL")
+        conn.execute("INSERT INTO campus.tagged VALUES (NULL, 0, 'no key')")
+    first = sync(tagged)
+    assert (first.inserted, first.error_reasons) == (3000, {"null_key": 1})
+    for label in ("changed", "changed again"):
+        with psycopg.connect(tagged["district"]) as conn:
+            conn.execute("UPDATE campus.tagged SET label = %s WHERE n IN (5, 1500)", (label,))
+        r = sync(tagged)
+        assert (r.updated, r.inserted, r.deleted, r.error_reasons) == (2, 0, 0, {"null_key": 1})
+        assert r.copied <= 2 * 3 + 1  # the changed rows and the NULL-keyed one, not whole buckets

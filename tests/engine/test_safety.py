@@ -156,6 +156,7 @@ def test_duplicate_and_null_keys_are_refused_and_the_state_stays_stable(graph, d
     for _ in range(2):
         r = sync(graph, deployment, "VaccineShot")
         assert (r.error_reasons.get("duplicate_key"), r.updated, r.deleted) == (2, 0, 0)
+        assert r.error_reasons.get("null_key") == 1  # listed by key (None), still staged and refused
         assert [x[:4] for x in snapshot(state, "vaccineshot")] == [x[:4] for x in held]
 
 
