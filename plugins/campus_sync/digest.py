@@ -21,7 +21,12 @@ counts. The canonical value of a bigint, numeric or timestamp column is its bina
 NULL, NaN and ±Infinity alike. The other types (int, date, bool, text) hash injectively enough
 as they are: a 64-bit mix of the value; NULL contributes 0.
 
-The row hash is `hash_record_extended` (64 bits) over those canonical values. A change goes
+The row hash is `hash_record_extended` (64 bits) over those canonical values. At the state it
+is a stored generated column of every object table (`campus_row_hash`, the same expression
+over the table's own columns, computed by PostgreSQL whenever a row is written, by whomever),
+and the state's digests read it: a weekly resync hashes rows only at the district, and the
+state, which serves every district, only reads a column (totals of 1M rows: 0.12 s instead of
+0.41 s here). Writes pay for it once (a first load of 1M rows ~1.5 s more). A change goes
 unseen only if two different rows of one bucket hash to the same XOR: about 2^-64 per bucket
 compared, so ~4e-11 a week for 170 districts × 60 objects × 65,536 buckets; the row step adds
 the same 2^-64 per key hash of a differing bucket (count and XOR of row hashes under one key
@@ -48,7 +53,7 @@ from psycopg import sql
 from campus_sync.hierarchy import ObjectSpec
 from campus_sync.hierarchy.model import COLUMN_TYPES
 from campus_sync.pipe import copy_across
-from campus_sync.schema import ident
+from campus_sync.schema import ROW_HASH, ident
 
 MAX_BUCKETS = 1 << 16
 ROWS_PER_BUCKET = 16  # a 1 % change then touches ~15 % of buckets, not all of them
@@ -66,11 +71,14 @@ def bucket_count(rows: int) -> int:
 _WIRE = {"bigint": "int8send", "numeric": "numeric_send", "timestamp": "timestamp_send"}
 
 
-def _cast(alias: str, column: str, typ: str) -> sql.Composable:
-    return sql.SQL("CAST({}.{} AS {})").format(sql.Identifier(alias), ident(column), sql.SQL(COLUMN_TYPES[typ]))
+def _cast(alias: str | None, column: str, typ: str) -> sql.Composable:
+    """CAST(alias.column AS its declared type); a bare column when `alias` is None (the state
+    table's generated row hash)."""
+    ref = sql.SQL("{}.{}").format(sql.Identifier(alias), ident(column)) if alias else ident(column)
+    return sql.SQL("CAST({} AS {})").format(ref, sql.SQL(COLUMN_TYPES[typ]))
 
 
-def canonical(alias: str, columns: list[tuple[str, str]] | tuple[tuple[str, str], ...]) -> list[sql.Composable]:
+def canonical(alias: str | None, columns: list[tuple[str, str]] | tuple[tuple[str, str], ...]) -> list[sql.Composable]:
     """Each column's canonical value: cast to its declared type; bigint, numeric and timestamp
     as their binary wire form (exact: scale, NaN and all 64 bits included)."""
     out = []
@@ -102,9 +110,15 @@ def bucket_expr(spec: ObjectSpec, alias: str, buckets: int) -> sql.Composable:
     return sql.SQL("(hash_record_extended({}, 0) & {})::integer").format(row, sql.Literal(buckets - 1))
 
 
-def row_hash_expr(spec: ObjectSpec, alias: str) -> sql.Composable:
+def row_hash_expr(spec: ObjectSpec, alias: str | None) -> sql.Composable:
     """64-bit hash of a row's canonical values (see the module docstring for its exactness)."""
     return sql.SQL("hash_record_extended(ROW({}), 0)").format(sql.SQL(", ").join(canonical(alias, spec.columns)))
+
+
+def stored_hash(alias: str) -> sql.Composable:
+    """A state row's hash, stored with it (`schema.ROW_HASH`: generated from the same
+    `row_hash_expr` whenever the row is written)."""
+    return sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(ROW_HASH))
 
 
 class Digest:
@@ -163,7 +177,7 @@ def state_totals(conn: psycopg.Connection, spec: ObjectSpec, target: sql.Composa
                  scope_params: list) -> tuple[int, int]:
     """(rows, XOR of row hashes) of the state rows in scope (alias `s` in `scope_sql`)."""
     query = sql.SQL("SELECT count(*), coalesce(bit_xor({hash}), 0) FROM {target} s WHERE {scope}").format(
-        hash=row_hash_expr(spec, "s"), target=target, scope=scope_sql)
+        hash=stored_hash("s"), target=target, scope=scope_sql)
     return conn.execute(query, scope_params).fetchone()
 
 
@@ -202,7 +216,7 @@ def state_digest(conn: psycopg.Connection, spec: ObjectSpec, target: sql.Composa
     """Digest of the state rows in scope (alias `s` in `scope_sql`)."""
     query = sql.SQL("SELECT b, count(*), bit_xor(h) FROM (SELECT {bucket} AS b, {hash} AS h FROM {target} s"
                     " WHERE {scope} OFFSET 0) AS x GROUP BY 1").format(
-        bucket=bucket_expr(spec, "s", buckets), hash=row_hash_expr(spec, "s"), target=target, scope=scope_sql)
+        bucket=bucket_expr(spec, "s", buckets), hash=stored_hash("s"), target=target, scope=scope_sql)
     out = Digest(buckets)
     for bucket, count, xor in _fetch(conn, query, ["integer", "bigint", "bigint"], scope_params):
         out.rows += count
@@ -267,7 +281,7 @@ def differing(source: psycopg.Connection, cur: psycopg.Cursor, spec: ObjectSpec,
         " FULL JOIN (SELECT {key} AS k, count(*) AS c, bit_xor({hash}) AS x, array_agg({where}) AS w"
         " FROM {target} s WHERE {scope} AND {within} GROUP BY 1) s ON d.k = s.k"
         " WHERE d.c IS DISTINCT FROM s.c OR d.x IS DISTINCT FROM s.x"
-    ).format(listed=LISTED, key=key_id_expr(spec, "s"), hash=row_hash_expr(spec, "s"), where=where,
+    ).format(listed=LISTED, key=key_id_expr(spec, "s"), hash=stored_hash("s"), where=where,
              target=target, scope=scope_sql,
              within=sql.SQL("{} = ANY(CAST(%s AS integer[]))").format(bucket_expr(spec, "s", buckets)))
     keys: list[int] = []
