@@ -105,9 +105,7 @@ def rows_differ(spec: ObjectSpec, a: str, b: str) -> sql.Composable:
 
 def bucket_expr(spec: ObjectSpec, alias: str, buckets: int) -> sql.Composable:
     """The bucket of a row: its key's hash, masked to `buckets` (a power of two)."""
-    types = dict(spec.columns)
-    row = _row(alias, [(k, types[k]) for k in spec.key])
-    return sql.SQL("(hash_record_extended({}, 0) & {})::integer").format(row, sql.Literal(buckets - 1))
+    return sql.SQL("({} & {})::integer").format(key_hash_expr(spec, alias), sql.Literal(buckets - 1))
 
 
 def row_hash_expr(spec: ObjectSpec, alias: str | None) -> sql.Composable:
@@ -245,9 +243,20 @@ def integer_key(spec: ObjectSpec) -> str | None:
     return None
 
 
+# A one-column key's hash, without the record machinery: for one column, hash_record_extended
+# is exactly that column type's extended hash (0 for NULL), so these give the same values (and
+# buckets) at ~60 % of the cost (a digest of 1M rows: 0.56 s instead of 0.90 s here).
+_KEY_HASH = {"int": "hashint4extended", "bigint": "hashint8extended", "text": "hashtextextended"}
+
+
 def key_hash_expr(spec: ObjectSpec, alias: str) -> sql.Composable:
-    """64-bit hash of a row's key (the bucket is its low bits)."""
+    """64-bit hash of a row's key (the bucket is its low bits): `hash_record_extended` of the key
+    columns, computed directly for a one-column int, bigint or text key."""
     types = dict(spec.columns)
+    if len(spec.key) == 1 and types[spec.key[0]] in _KEY_HASH:
+        column = spec.key[0]
+        return sql.SQL("coalesce({}({}, 0), 0)").format(
+            sql.SQL(_KEY_HASH[types[column]]), _cast(alias, column, types[column]))
     return sql.SQL("hash_record_extended({}, 0)").format(_row(alias, [(k, types[k]) for k in spec.key]))
 
 
@@ -267,8 +276,9 @@ def differing(source: psycopg.Connection, cur: psycopg.Cursor, spec: ObjectSpec,
     """The key ids (`key_id_expr`: integer keys, else key hashes) whose rows differ between the
     district's `source_query` (the bound extract, limited to the `wanted` buckets) and the
     state's rows in scope of those buckets (a row added, gone or changed: count or XOR of row
-    hashes under the key id differ), and where the state's rows under them are: integer keys,
-    or ctids as text. A NULL integer key (refused later as `null_key`) is listed as None."""
+    hashes under the key id differ), and where the state's rows that may be gone are: integer
+    keys the district no longer lists, or (other keys) the ctids of every state row under a key
+    hash that differs. A NULL integer key (refused later as `null_key`) is listed as None."""
     cur.execute(sql.SQL("CREATE TEMP TABLE {} (k bigint, h bigint) ON COMMIT DROP").format(LISTED))
     listing = sql.SQL(
         "COPY (SELECT {key}, {hash} FROM ({source}) AS d WHERE d.reject_reason IS NULL) TO STDOUT (FORMAT BINARY)"
@@ -277,11 +287,14 @@ def differing(source: psycopg.Connection, cur: psycopg.Cursor, spec: ObjectSpec,
     column = integer_key(spec)
     where = sql.SQL("CAST(s.{} AS bigint)").format(ident(column)) if column else sql.SQL("s.ctid::text")
     query = sql.SQL(
-        "SELECT coalesce(d.k, s.k), s.w FROM (SELECT k, count(*) AS c, bit_xor(h) AS x FROM {listed} GROUP BY k) d"
+        "SELECT coalesce(d.k, s.k), {gone} FROM (SELECT k, count(*) AS c, bit_xor(h) AS x FROM {listed} GROUP BY k) d"
         " FULL JOIN (SELECT {key} AS k, count(*) AS c, bit_xor({hash}) AS x, array_agg({where}) AS w"
         " FROM {target} s WHERE {scope} AND {within} GROUP BY 1) s ON d.k = s.k"
         " WHERE d.c IS DISTINCT FROM s.c OR d.x IS DISTINCT FROM s.x"
     ).format(listed=LISTED, key=key_id_expr(spec, "s"), hash=stored_hash("s"), where=where,
+             # An integer key the district lists is a row it still has: only the state's rows
+             # under keys it does not list can be gone. A key hash may stand for two keys.
+             gone=sql.SQL("CASE WHEN d.k IS NULL THEN s.w END" if column else "s.w"),
              target=target, scope=scope_sql,
              within=sql.SQL("{} = ANY(CAST(%s AS integer[]))").format(bucket_expr(spec, "s", buckets)))
     keys: list[int] = []

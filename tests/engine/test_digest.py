@@ -131,3 +131,23 @@ def test_broken_extract_names_its_file(graph, deployment, first_load):
     with pytest.raises(engine.SyncError, match=r"include/sql/extract/school\.sql for 'School'.*name"):
         sync(graph, deployment, "School")
     assert snapshot(deployment["state"], "school") == before
+
+
+@pytest.mark.parametrize("typ, values", [
+    ("int", "(g * 7919 - 5000000)::integer"),
+    ("bigint", "(g * 4294967311 - 99)::bigint"),
+    ("text", "'k' || g || repeat('é', g % 5)"),
+])
+def test_a_one_column_key_hash_equals_hash_record_extended(server_dsn, typ, values):
+    """key_hash_expr computes a one-column key's hash directly: same values, so the same buckets."""
+    from campus_sync import digest
+    from campus_sync.hierarchy.model import ObjectSpec
+
+    spec = ObjectSpec(name="K", description="", parents=(), key=("k",), columns=(("k", typ),))
+    expr = digest.key_hash_expr(spec, "t").as_string(None)
+    assert "hash_record_extended" not in expr
+    with psycopg.connect(server_dsn) as conn:
+        mismatched = conn.execute(
+            f"SELECT count(*) FILTER (WHERE hash_record_extended(ROW(t.k), 0) IS DISTINCT FROM {expr})"
+            f" FROM (SELECT {values} AS k FROM generate_series(1, 20000) g UNION ALL SELECT NULL) t").fetchone()[0]
+    assert mismatched == 0
