@@ -40,7 +40,14 @@ def all_rows(dsn: str, graph, names, district: str = DISTRICT) -> dict[str, list
 
 
 def copy_row_with_key(dsn: str, table: str, key_col: str, new_key: int, where: str, params=()) -> None:
-    """Insert an extra state row: a copy of an existing one under a new key."""
-    execute(dsn, f"INSERT INTO state.{table} SELECT (jsonb_populate_record(NULL::state.{table},"
-                 f" to_jsonb(t) || jsonb_build_object('{key_col.lower()}', %s::bigint))).*"
-                 f" FROM state.{table} t WHERE {where} LIMIT 1", (new_key, *params))
+    """Insert an extra state row: a copy of an existing one under a new key (the generated
+    row hash is computed again by PostgreSQL)."""
+    with psycopg.connect(dsn) as conn:
+        names = [r[0] for r in conn.execute(
+            "SELECT quote_ident(column_name) FROM information_schema.columns WHERE table_schema = 'state'"
+            " AND table_name = %s AND is_generated = 'NEVER' ORDER BY ordinal_position", (table,))]
+    cols, picked = ", ".join(names), ", ".join(f"r.{c}" for c in names)
+    execute(dsn, f"INSERT INTO state.{table} ({cols}) SELECT {picked}"
+                 f" FROM (SELECT * FROM state.{table} WHERE {where} LIMIT 1) t,"
+                 f" jsonb_populate_record(NULL::state.{table},"
+                 f" to_jsonb(t) || jsonb_build_object('{key_col.lower()}', %s::bigint)) AS r", (*params, new_key))
