@@ -114,3 +114,57 @@ def test_parents_of_a_trigger_free_insert_are_locked_against_outside_deletes(gra
                 other.execute("DELETE FROM state.personidentity WHERE district_id = '0101' AND personid = %s",
                               (person,))
         conn.rollback()
+
+
+@pytest.mark.parametrize("path", ["direct", "staged"])
+def test_a_parent_deleted_from_outside_during_a_first_load_leaves_no_orphan(graph, deployment, monkeypatch, path):
+    """A DELETE from outside the engine (a DBA) in the middle of a child's trigger-free first load
+    never leaves an orphan. Direct path (rows copied straight into the table): the delete lands
+    after the copy, before the parents are locked, and the rows of the deleted parent are then
+    found missing and not committed. Staged path (a duplicate key forces it): the parents are
+    locked before they are checked, so a delete after the check waits for the commit (locked
+    after the check, as before, the delete slipped in and the insert left an orphan)."""
+    sync(graph, deployment, "PersonIdentity")
+    state, d = deployment["state"], deployment["districts"]["0101"]
+    if path == "staged":
+        add_orphan_and_duplicate(d)
+    held = [p for (p,) in rows(state, "SELECT personid FROM state.personidentity WHERE district_id = '0101'")]
+    person, shots = rows(d, "SELECT personid, count(*) FROM campus.vaccineshot WHERE personid = ANY(%s)"  # no duplicated shot
+                            " GROUP BY 1 HAVING count(*) = count(DISTINCT shotid) ORDER BY 1 LIMIT 1", (held,))[0]
+    assert shots > 0
+    outcome = {}
+
+    def outside_delete():
+        if outcome:
+            return
+        with psycopg.connect(state, autocommit=True) as other:
+            other.execute("SET lock_timeout = '300ms'")
+            try:
+                other.execute("DELETE FROM state.personidentity WHERE district_id = '0101' AND personid = %s",
+                              (person,))
+                outcome["delete"] = "done"
+            except psycopg.errors.LockNotAvailable:
+                outcome["delete"] = "waited"
+
+    for hooked in ("_load_direct", "_check_parents"):
+        real = getattr(engine, hooked)
+
+        def after(*args, _real=real, **kwargs):
+            out = _real(*args, **kwargs)
+            if out is not None or _real.__name__ == "_check_parents":  # the copy went in / the check ran
+                outside_delete()
+            return out
+        monkeypatch.setattr(engine, hooked, after)
+    r = sync(graph, deployment, "VaccineShot")
+    orphans = rows(state, "SELECT count(*) FROM state.vaccineshot v WHERE v.district_id = '0101' AND NOT EXISTS"
+                          " (SELECT 1 FROM state.personidentity p WHERE p.district_id = v.district_id"
+                          " AND p.personid = v.personid)")
+    assert orphans == [(0,)]
+    if path == "direct":
+        assert outcome["delete"] == "done"
+        assert r.error_reasons == {"parent_missing:PersonIdentity": shots}
+        assert r.copied == r.inserted + shots
+    else:
+        assert outcome["delete"] == "waited"
+        assert rows(state, "SELECT count(*) FROM state.vaccineshot WHERE personid = %s", (person,))[0][0] == shots
+    assert r.inserted == rows(state, "SELECT count(*) FROM state.vaccineshot WHERE district_id = '0101'")[0][0]
