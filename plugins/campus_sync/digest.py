@@ -44,8 +44,8 @@ their bucket differ forever.
 
 from __future__ import annotations
 
+import sys
 from array import array
-from collections import Counter
 
 import psycopg
 from psycopg import sql
@@ -120,7 +120,8 @@ def stored_hash(alias: str) -> sql.Composable:
 
 
 class Digest:
-    """Per bucket: count and XOR of row hashes of accepted rows; plus the refusals counted.
+    """Per bucket: count and XOR of row hashes of accepted rows; plus the rows and refusals
+    counted (the district's, from its totals).
 
     Two fixed arrays of `buckets` 64-bit slots: under 1 MiB per side however many rows the
     object has (a dict of tuples per bucket took 15 MB per side at 65,536 buckets)."""
@@ -191,35 +192,43 @@ def district_reasons(conn: psycopg.Connection, source_query: str) -> dict[str, i
 # group per key (a 32 MB table for 1M rows, every lookup a cache miss: 0.46 s instead of 0.27 s).
 
 
-def district_digest(conn: psycopg.Connection, spec: ObjectSpec, source_query: str, buckets: int) -> Digest:
-    """Digest of the district's extract (`source_query`: the bound query the copy would run):
-    one pass, which also counts the refusals per reason and the refused rows the state keeps."""
+def _dense(conn: psycopg.Connection, grouped: sql.Composable, buckets: int, params: list | None = None) -> Digest:
+    """A Digest from `grouped` (rows of bucket, count, XOR), fetched as two packed 8-byte
+    arrays over every bucket (one row, under 1 MiB): parsing 65,536 rows in Python took longer
+    than the server's grouping itself (district digest of 1M rows: 1.56 s end to end for 0.51 s
+    of SQL)."""
     query = sql.SQL(
-        "SELECT b, r, count(*), bit_xor(h) FROM (SELECT {bucket} AS b, d.reject_reason AS r,"
-        " CASE WHEN d.reject_reason IS NULL THEN {hash} END AS h FROM ({source}) AS d OFFSET 0) AS x GROUP BY 1, 2"
-    ).format(bucket=bucket_expr(spec, "d", buckets), hash=row_hash_expr(spec, "d"), source=sql.SQL(source_query))
-    out, reasons = Digest(buckets), Counter()
-    for bucket, reason, count, xor in _fetch(conn, query, ["integer", "text", "bigint", "bigint"]):
-        out.rows += count
-        if reason is None:
-            out.counts[bucket], out.xors[bucket] = count, xor
-        else:
-            reasons[reason] += count
-    out.reasons = dict(sorted(reasons.items()))
+        "SELECT string_agg(int8send(coalesce(x.c, 0)), ''::bytea ORDER BY g.b),"
+        " string_agg(int8send(coalesce(x.x, 0)), ''::bytea ORDER BY g.b)"
+        " FROM generate_series(0, {last}) AS g(b) LEFT JOIN ({grouped}) AS x(b, c, x) ON x.b = g.b"
+    ).format(last=sql.Literal(buckets - 1), grouped=grouped)
+    counts, xors = conn.execute(query, params, binary=True).fetchone()
+    out = Digest(buckets)
+    for values, packed in ((out.counts, counts), (out.xors, xors)):
+        values[:] = array("q", packed)
+        if sys.byteorder == "little":  # int8send is big-endian
+            values.byteswap()
+    out.rows = sum(out.counts)
     return out
+
+
+def district_digest(conn: psycopg.Connection, spec: ObjectSpec, source_query: str, buckets: int) -> Digest:
+    """Digest of the district's accepted rows of `source_query` (the bound query the copy would
+    run). Its refusals are counted by `district_totals`, in the same snapshot."""
+    grouped = sql.SQL(
+        "SELECT b, count(*), bit_xor(h) FROM (SELECT {bucket} AS b, {hash} AS h FROM ({source}) AS d"
+        " WHERE d.reject_reason IS NULL OFFSET 0) AS x GROUP BY 1"
+    ).format(bucket=bucket_expr(spec, "d", buckets), hash=row_hash_expr(spec, "d"), source=sql.SQL(source_query))
+    return _dense(conn, grouped, buckets)
 
 
 def state_digest(conn: psycopg.Connection, spec: ObjectSpec, target: sql.Composable, scope_sql: sql.Composable,
                  scope_params: list, buckets: int) -> Digest:
     """Digest of the state rows in scope (alias `s` in `scope_sql`)."""
-    query = sql.SQL("SELECT b, count(*), bit_xor(h) FROM (SELECT {bucket} AS b, {hash} AS h FROM {target} s"
-                    " WHERE {scope} OFFSET 0) AS x GROUP BY 1").format(
+    grouped = sql.SQL("SELECT b, count(*), bit_xor(h) FROM (SELECT {bucket} AS b, {hash} AS h FROM {target} s"
+                      " WHERE {scope} OFFSET 0) AS x GROUP BY 1").format(
         bucket=bucket_expr(spec, "s", buckets), hash=stored_hash("s"), target=target, scope=scope_sql)
-    out = Digest(buckets)
-    for bucket, count, xor in _fetch(conn, query, ["integer", "bigint", "bigint"], scope_params):
-        out.rows += count
-        out.counts[bucket], out.xors[bucket] = count, xor
-    return out
+    return _dense(conn, grouped, buckets, scope_params)
 
 
 # ------------------------------------------------------------------ second level: rows

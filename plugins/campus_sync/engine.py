@@ -422,6 +422,7 @@ def _compare_digests(graph: Hierarchy, spec: ObjectSpec, scope: Scope, source: p
     at_state = digest.state_digest(cur.connection, spec, target, scope_sql, scope_params, buckets)
     with _reading(spec):
         district = at_district.result()
+    district.rows, district.reasons = rows, reasons  # same snapshot as the totals
     changed = district.changed(at_state)
     listed = sum(district.counts[b] + at_state.counts[b] for b in changed)
     if listed > (accepted + comparable) // 2:  # most of it differs: copying everything is cheaper
