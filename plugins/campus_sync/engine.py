@@ -4,8 +4,9 @@ compare (a resync: whole-scope digests of both sides in parallel, then per-bucke
    they differ; see digest.py) → nothing differs: done, nothing copied or written
 → extract (district, `COPY (query) TO STDOUT`, streamed chunk by chunk: constant memory; every
    row, or only the buckets that differ)
-→ staging (`COPY ... FROM STDIN` into a temp table in the state transaction; a first load of an
-   object without parent keys goes straight into the state table instead)
+→ staging (`COPY ... FROM STDIN` into a temp table in the state transaction; a first load goes
+   straight into the state table instead when it can: no parent keys, or FK triggers skippable,
+   the parents then locked and checked before commit: `_drop_orphans`)
 → refuse (the extract's `reject_reason`, then parents missing at the state), counted per reason
 → merge (delete rows the district no longer has, update rows that differ, insert new ones;
    scoped to the district, the school year, the differing buckets and, for a selective sync,
