@@ -28,7 +28,7 @@ from psycopg import sql
 
 from campus_sync import digest
 from campus_sync.hierarchy import Hierarchy, ObjectSpec
-from campus_sync.hierarchy.model import COLUMN_TYPES, YEAR_COLUMN
+from campus_sync.hierarchy.model import COLUMN_TYPES, YEAR_COLUMN, ForeignKey
 from campus_sync.pipe import copy_across
 from campus_sync.schema import STATE_SCHEMA, ident, table
 
@@ -531,15 +531,10 @@ def _drop_orphans(graph: Hierarchy, spec: ObjectSpec, cur: psycopg.Cursor, targe
     none has children yet. A foreign key whose every referenced parent was locked needs no
     anti-join (one count instead)."""
     missing: dict[str, int] = {}
+    new_rows = sql.SQL("{} t WHERE t.district_id = %s").format(target)
     for fk in spec.foreign_keys:  # sorted by column
         parent = table(STATE_SCHEMA, graph.spec(fk.target))
-        locked, referenced = cur.execute(sql.SQL(
-            "SELECT (SELECT count(*) FROM (SELECT 1 FROM {parent} p WHERE p.district_id = %s AND p.{pcol} IN"
-            " (SELECT t.{col} FROM {target} t WHERE t.district_id = %s) FOR KEY SHARE OF p) AS locked),"
-            " (SELECT count(DISTINCT t.{col}) FROM {target} t WHERE t.district_id = %s)"
-        ).format(parent=parent, pcol=ident(fk.target_column), col=ident(fk.column), target=target),
-            (district_id, district_id, district_id)).fetchone()
-        if locked == referenced:
+        if _lock_referenced(graph, fk, cur, district_id, new_rows, "t", [district_id]):
             continue
         gone = cur.execute(sql.SQL(
             "DELETE FROM {target} t WHERE t.district_id = %s AND t.{col} IS NOT NULL AND NOT EXISTS"
@@ -602,17 +597,22 @@ def _lock_parents(graph: Hierarchy, spec: ObjectSpec, cur: psycopg.Cursor, distr
     """Lock FOR KEY SHARE the state's parent rows the accepted staged rows refer to (what the
     foreign-key triggers would lock), one statement per foreign key; return the foreign-key
     columns whose every referenced parent was there (locked as many as distinct keys staged)."""
-    present = set()
-    for fk in spec.foreign_keys:  # sorted by column
-        locked, referenced = cur.execute(sql.SQL(
-            "SELECT (SELECT count(*) FROM (SELECT 1 FROM {parent} p WHERE p.district_id = %s AND p.{pcol} IN"
-            " (SELECT g.{col} FROM {stage} g WHERE g.reject_reason IS NULL) FOR KEY SHARE OF p) AS locked),"
-            " (SELECT count(DISTINCT g.{col}) FROM {stage} g WHERE g.reject_reason IS NULL)"
-        ).format(parent=table(STATE_SCHEMA, graph.spec(fk.target)), pcol=ident(fk.target_column),
-                 col=ident(fk.column), stage=STAGE), (district_id,)).fetchone()
-        if locked == referenced:
-            present.add(fk.column)
-    return present
+    accepted = sql.SQL("{} g WHERE g.reject_reason IS NULL").format(STAGE)
+    return {fk.column for fk in spec.foreign_keys  # sorted by column
+            if _lock_referenced(graph, fk, cur, district_id, accepted, "g", [])}
+
+
+def _lock_referenced(graph: Hierarchy, fk: ForeignKey, cur: psycopg.Cursor, district_id: str, rows: sql.Composable,
+                     alias: str, params: list) -> bool:
+    """Lock FOR KEY SHARE the parent rows of `fk` that `rows` (`<table> <alias> WHERE ...`)
+    refer to; True when every distinct key referenced was there (as many locked)."""
+    col = sql.SQL("{}.{}").format(sql.Identifier(alias), ident(fk.column))
+    locked, referenced = cur.execute(sql.SQL(
+        "SELECT (SELECT count(*) FROM (SELECT 1 FROM {parent} p WHERE p.district_id = %s AND p.{pcol} IN"
+        " (SELECT {col} FROM {rows}) FOR KEY SHARE OF p) AS locked), (SELECT count(DISTINCT {col}) FROM {rows})"
+    ).format(parent=table(STATE_SCHEMA, graph.spec(fk.target)), pcol=ident(fk.target_column), col=col, rows=rows),
+        [district_id, *params, *params]).fetchone()
+    return locked == referenced
 
 
 def _skip_fk_triggers(cur: psycopg.Cursor, target: sql.Composable) -> str | None:
