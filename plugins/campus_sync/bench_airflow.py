@@ -136,9 +136,10 @@ def sql_seconds(state_dsn: str, dag_id: str, run_id: str) -> dict[tuple[str, str
     return {(d, o): float(s) for d, o, s in rows}
 
 
-def collect(client: Client, state_dsn: str, dag_id: str, run_id: str, with_sql: bool = True) -> list[TaskTiming]:
-    """One TaskTiming per object task instance that ran (skipped ones have no cost to measure)."""
-    sql = sql_seconds(state_dsn, dag_id, run_id) if with_sql else {}
+def collect(client: Client, state_dsn: str | None, dag_id: str, run_id: str) -> list[TaskTiming]:
+    """One TaskTiming per object task instance that ran (skipped ones have no cost to measure);
+    no SQL times without a state database (the floor DAG writes no history)."""
+    sql = sql_seconds(state_dsn, dag_id, run_id) if state_dsn else {}
     out = []
     for ti in sorted(client.task_instances(dag_id, run_id), key=lambda t: (t["task_id"], t["map_index"])):
         if ti["state"] == "skipped":
@@ -246,7 +247,7 @@ def floor(client: Client, real: dict, timeout: float = 1800) -> dict:
     run_id = client.trigger(FLOOR_DAG_ID, {})
     dag_run = client.wait_run(FLOOR_DAG_ID, run_id, timeout)
     wall = time.monotonic() - t0
-    timings = [t for t in collect(client, "", FLOOR_DAG_ID, run_id, with_sql=False) if t.task_id.startswith(GROUP)]
+    timings = [t for t in collect(client, None, FLOOR_DAG_ID, run_id) if t.task_id.startswith(GROUP)]
     qe, ran = _median(t.queued_to_end for t in timings), _median(t.run for t in timings)
     sql = real["median"]["sql"]
     return {"dag_id": FLOOR_DAG_ID, "run_id": run_id, "state": dag_run["state"], "object_tasks": len(timings),

@@ -240,19 +240,16 @@ def sync_object(
                 loaded = _load_direct(graph, spec, scope, source, cur, target, district_id)
                 if loaded is not None:
                     source.rollback()
-                    copied, reasons = loaded
+                    copied, refused = loaded
                     orphans = _drop_orphans(graph, spec, cur, target, district_id) if spec.foreign_keys else {}
-                    if previous is not None:
-                        cur.execute("SELECT set_config('session_replication_role', %s, true)", (previous,))
-                    reasons = {**reasons, **orphans}
-                    _count(result, copied + sum(reasons.values()) - sum(orphans.values()), reasons)
+                    _restore_role(cur, previous)
+                    _count(result, copied + sum(refused.values()), {**refused, **orphans})
                     result.copied = copied
                     result.inserted = copied - sum(orphans.values())
                     state.commit()
                     return _finish(result)
                 # duplicate or NULL keys: stage, refuse them, insert the rest
-            if previous is not None:
-                cur.execute("SELECT set_config('session_replication_role', %s, true)", (previous,))
+            _restore_role(cur, previous)
 
             _stage(graph, spec, scope, source, cur, wanted)
             source.rollback()  # the copy is done: release the district's snapshot now
@@ -588,8 +585,7 @@ def _insert_checked(graph: Hierarchy, cur: psycopg.Cursor, spec: ObjectSpec, tar
     present = _lock_parents(graph, spec, cur, district_id) if previous is not None else set()
     _check_parents(graph, spec, cur, district_id, checked=present)
     inserted = _insert(cur, spec, target, district_id)
-    if previous is not None:
-        cur.execute("SELECT set_config('session_replication_role', %s, true)", (previous,))
+    _restore_role(cur, previous)
     return inserted
 
 
@@ -630,6 +626,12 @@ def _skip_fk_triggers(cur: psycopg.Cursor, target: sql.Composable) -> str | None
     except psycopg.errors.InsufficientPrivilege:
         return None
     return row[0] if row else None
+
+
+def _restore_role(cur: psycopg.Cursor, previous: str | None) -> None:
+    """Undo `_skip_fk_triggers` (nothing when it switched nothing): the FK triggers fire again."""
+    if previous is not None:
+        cur.execute("SELECT set_config('session_replication_role', %s, true)", (previous,))
 
 
 def _refuse_null_keys(spec: ObjectSpec, cur: psycopg.Cursor) -> None:
