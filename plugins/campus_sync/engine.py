@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 import psycopg
 from psycopg import sql
 
-from campus_sync import digest
+from campus_sync import digest, keydiff
 from campus_sync.hierarchy import Hierarchy, ObjectSpec
 from campus_sync.hierarchy.model import COLUMN_TYPES, YEAR_COLUMN, ForeignKey
 from campus_sync.pipe import copy_across
@@ -135,7 +135,7 @@ class Wanted:
 
     @property
     def nothing(self) -> bool:
-        return not self.buckets
+        return not self.buckets if self.keys is None else not self.keys
 
 
 def source_query(graph: Hierarchy, spec: ObjectSpec, scope: Scope, conn: psycopg.Connection,
@@ -414,6 +414,15 @@ def _compare_digests(graph: Hierarchy, spec: ObjectSpec, scope: Scope, source: p
         district.rows = rows
         district.reasons = reasons
         return district, held, Wanted(1, []), scope_sql
+    if digest.integer_key(spec):  # one integer key column: the keys that differ, exactly
+        district = digest.Digest(1)
+        district.rows, district.reasons = rows, reasons
+        found = keydiff.differing_keys(source, cur, spec, query, target, scope_sql, scope_params, pool,
+                                       max(accepted, comparable), (accepted + comparable) // 2,
+                                       lambda: _reading(spec))
+        if found is None:  # most of it differs: copying everything is cheaper
+            return district, held, None, scope_sql
+        return district, held, Wanted(0, [], *found), scope_sql
     source.execute("SELECT set_config('work_mem', %s, true)", (DIGEST_MEMORY,))
     buckets = digest.bucket_count(max(accepted, comparable))
     at_district = pool.submit(digest.district_digest, source, spec, query, buckets)

@@ -1,0 +1,171 @@
+"""Exact key diff: which keys differ, from each side's (key, row hash) of every accepted row.
+
+For an object keyed by one int or bigint column (most of them), once the totals differ the
+resync needs the keys whose rows differ. Each side packs the (key, row hash) pairs of a key
+range into one bytea (`string_agg` of `int8send`: one value, no per-row protocol overhead) and
+numpy sorts and compares the two. For 1M rows here: 0.27 s per side in parallel, against
+~1 s for bucket digests and a listing of the differing buckets (`digest.differing`), which
+other keys still use.
+
+Memory stays bounded: the key space is cut into ranges of ~`PART_ROWS` rows (from the two
+sides' min and max keys; each range is one query per side, which the district's index on the
+key finds, or a scan that hashes only the range's rows), so at most ~4 MB of pairs per side
+are held, whatever the row count. Keys skewed far from uniform over their range make some
+ranges larger: the bound is then looser, the result the same.
+
+The comparison is exact up to the row hash (see `digest`): a key is the same on both sides
+when the district has it once and its row hash equals the state's. A key the district has
+twice is listed, to be staged and refused as `duplicate_key`; a NULL key is listed as None, to
+be staged and refused as `null_key`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import psycopg
+from psycopg import sql
+
+from campus_sync.digest import integer_key, row_hash_expr, stored_hash
+from campus_sync.hierarchy import ObjectSpec
+from campus_sync.schema import ident
+
+PART_ROWS = 250_000  # rows per side per key range: ~4 MB of pairs each, ~20 MB at the peak
+
+
+def _pairs(key: sql.Composable, row_hash: sql.Composable) -> sql.Composable:
+    """One bytea of big-endian (key, row hash) pairs, 16 bytes a row; NULL keys left out
+    (`string_agg` skips the NULL that `int8send(NULL) || ...` gives)."""
+    return sql.SQL("coalesce(string_agg(int8send(CAST({} AS bigint)) || int8send({}), ''::bytea), ''::bytea)").format(
+        key, row_hash)
+
+
+def _in_range(column: sql.Composable, bounds: tuple[int, int] | None) -> sql.Composable:
+    """`lo <= column <= hi` on the raw column (bigint constants: an int column's index still
+    serves the comparison), or TRUE for the whole key space."""
+    if bounds is None:
+        return sql.SQL("TRUE")
+    lo, hi = bounds
+    return sql.SQL("{c} >= CAST({lo} AS bigint) AND {c} <= CAST({hi} AS bigint)").format(
+        c=column, lo=sql.Literal(lo), hi=sql.Literal(hi))
+
+
+def district_pairs(conn: psycopg.Connection, spec: ObjectSpec, source_query: str,
+                   bounds: tuple[int, int] | None, nulls: bool) -> tuple[bytes, int]:
+    """(pairs, NULL keys counted when `nulls`) of the district's accepted rows of
+    `source_query` in `bounds`. A NULL key is in no range: one range's query counts them."""
+    column = sql.SQL("d.{}").format(ident(integer_key(spec)))
+    within = _in_range(column, bounds)
+    if nulls and bounds is not None:
+        within = sql.SQL("({} OR {} IS NULL)").format(within, column)
+    query = sql.SQL(
+        "SELECT {pairs}, count(*) FILTER (WHERE {col} IS NULL) FROM ({source}) AS d"
+        " WHERE d.reject_reason IS NULL AND {within}"
+    ).format(pairs=_pairs(column, row_hash_expr(spec, "d")), col=column, source=sql.SQL(source_query), within=within)
+    pairs, null_keys = conn.execute(query, binary=True).fetchone()
+    return bytes(pairs), null_keys
+
+
+def state_pairs(conn: psycopg.Connection, spec: ObjectSpec, target: sql.Composable, scope_sql: sql.Composable,
+                scope_params: list, bounds: tuple[int, int] | None) -> bytes:
+    """The pairs of the state rows in scope (alias `s`) in `bounds`, from their stored hash."""
+    column = sql.SQL("s.{}").format(ident(integer_key(spec)))
+    query = sql.SQL("SELECT {pairs} FROM {target} s WHERE {scope} AND {within}").format(
+        pairs=_pairs(column, stored_hash("s")), target=target, scope=scope_sql, within=_in_range(column, bounds))
+    return bytes(conn.execute(query, scope_params, binary=True).fetchone()[0])
+
+
+def _sorted(packed: bytes):
+    """(keys, row hashes) of a pair buffer as big-endian int64 views of it (no copy), sorted by
+    key. Rows mostly come in key order (tables loaded in key order): then nothing is sorted."""
+    import numpy as np  # here, not at import: a task process that never diffs keys never loads it
+
+    pairs = np.frombuffer(packed, ">i8").reshape(-1, 2)
+    keys, hashes = pairs[:, 0], pairs[:, 1]
+    if len(keys) > 1 and not bool(np.all(keys[1:] >= keys[:-1])):
+        order = np.argsort(keys, kind="stable")
+        keys, hashes = keys[order], hashes[order]
+    return keys, hashes
+
+
+def compare(district: bytes, state: bytes) -> tuple[list[int], list[int]]:
+    """(keys whose rows differ, sorted; the state's keys the district does not have) from two
+    packed pair buffers. Differ: added, gone, changed, or duplicated at the district."""
+    import numpy as np
+
+    dk, dh = _sorted(district)
+    sk, sh = _sorted(state)
+    if len(dk) == len(sk) and np.array_equal(dk, sk) and (len(sk) < 2 or bool(np.all(sk[1:] > sk[:-1]))):
+        return dk[dh != sh].astype(np.int64).tolist(), []  # the same keys, each once: only changed rows differ
+    once = np.ones(len(dk), dtype=bool)
+    if len(dk) > 1:
+        twice = dk[1:] == dk[:-1]
+        once[1:] &= ~twice
+        once[:-1] &= ~twice
+    same = np.zeros(len(dk), dtype=bool)
+    if len(sk):
+        at = np.minimum(np.searchsorted(sk, dk), len(sk) - 1)
+        same = once & (sk[at] == dk) & (sh[at] == dh)
+    gone = sk
+    if len(dk):
+        at = np.minimum(np.searchsorted(dk, sk), len(dk) - 1)
+        gone = sk[dk[at] != sk]
+    if len(sk) > 1:  # a key the state holds twice (its primary key forbids it) differs too
+        gone = np.union1d(gone, sk[1:][sk[1:] == sk[:-1]])
+    return np.union1d(dk[~same], gone).astype(np.int64).tolist(), gone.astype(np.int64).tolist()
+
+
+def key_bounds(source: psycopg.Connection, cur: psycopg.Cursor, spec: ObjectSpec, source_query: str,
+               target: sql.Composable, scope_sql: sql.Composable, scope_params: list,
+               parts: int) -> list[tuple[int, int]]:
+    """`parts` consecutive ranges [lo, hi] (inclusive: the last may end at bigint's maximum) covering every key of both sides (from their min and
+    max: the state's through its primary key, the district's one pass without hashing)."""
+    column = ident(integer_key(spec))
+    lows, highs = [], []
+    for row in (
+        source.execute(sql.SQL("SELECT min(CAST(d.{c} AS bigint)), max(CAST(d.{c} AS bigint)) FROM ({q}) AS d"
+                               " WHERE d.reject_reason IS NULL").format(c=column, q=sql.SQL(source_query))).fetchone(),
+        cur.execute(sql.SQL("SELECT min(CAST(s.{c} AS bigint)), max(CAST(s.{c} AS bigint)) FROM {t} s WHERE {w}")
+                    .format(c=column, t=target, w=scope_sql), scope_params).fetchone(),
+    ):
+        if row[0] is not None:
+            lows.append(row[0])
+            highs.append(row[1])
+    if not lows:
+        return [(0, 0)]
+    lo, end = min(lows), max(highs) + 1  # Python ints: no overflow at the ends of bigint
+    edges = [lo + (end - lo) * i // parts for i in range(parts)] + [end]
+    return [(a, b - 1) for a, b in zip(edges, edges[1:]) if b > a]
+
+
+def differing_keys(source: psycopg.Connection, cur: psycopg.Cursor, spec: ObjectSpec, source_query: str,
+                   target: sql.Composable, scope_sql: sql.Composable, scope_params: list,
+                   pool: ThreadPoolExecutor, rows: int, limit: int,
+                   reading: Callable) -> tuple[list, list[int]] | None:
+    """(key ids that differ, with None for NULL keys; the state's keys the district no longer
+    has) between the district's accepted rows of `source_query` and the state's rows in scope;
+    None once more than `limit` differ (copying everything is then cheaper). `rows` (the larger
+    side's count) decides how many key ranges; each range's two queries run side by side
+    (the district's on `pool`). `reading` wraps the district's queries (names a broken extract)."""
+    parts = max(1, -(-rows // PART_ROWS))
+    ranges: list[tuple[int, int] | None] = [None]
+    if parts > 1:
+        with reading():
+            ranges = key_bounds(source, cur, spec, source_query, target, scope_sql, scope_params, parts)
+    keys: list = []
+    gone: list[int] = []
+    for i, bounds in enumerate(ranges):
+        at_district = pool.submit(district_pairs, source, spec, source_query, bounds, i == 0)
+        at_state = state_pairs(cur.connection, spec, target, scope_sql, scope_params, bounds)
+        with reading():
+            pairs, nulls = at_district.result()
+        differ, missing = compare(pairs, at_state)
+        keys.extend(differ)
+        gone.extend(missing)
+        if nulls:
+            keys.append(None)
+        if len(keys) > limit:
+            return None
+    return keys, gone
+

@@ -1,0 +1,130 @@
+"""The exact key diff of integer-keyed objects: `keydiff.compare` against a plain-Python model,
+and the engine over many key ranges (range edges, bigint extremes, NULL and duplicate keys)."""
+
+from __future__ import annotations
+
+import struct
+
+import psycopg
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from campus_sync import engine, keydiff
+from pg_helpers import one_object_deployment
+
+
+def _pack(pairs: list[tuple[int, int]]) -> bytes:
+    return b"".join(struct.pack(">qq", k, h) for k, h in pairs)
+
+
+def _model(district: list[tuple[int, int]], state: dict[int, int]) -> tuple[list[int], list[int]]:
+    """What differs, said the slow way: a key differs unless the district has it exactly once
+    with the state's hash."""
+    seen: dict[int, list[int]] = {}
+    for k, h in district:
+        seen.setdefault(k, []).append(h)
+    differ = {k for k, hs in seen.items() if len(hs) != 1 or state.get(k) != hs[0]}
+    gone = sorted(k for k in state if k not in seen)
+    return sorted(differ | set(gone)), gone
+
+
+KEYS = st.sampled_from([-2**63, -1, 0, 1, 2, 3, 2**31, 2**63 - 1]) | st.integers(-2**63, 2**63 - 1)
+HASHES = st.sampled_from([0, 1, -1]) | st.integers(-2**63, 2**63 - 1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(district=st.lists(st.tuples(KEYS, HASHES), max_size=40), state=st.dictionaries(KEYS, HASHES, max_size=40),
+       overlap=st.lists(st.booleans(), max_size=40), in_order=st.booleans())
+def test_compare_matches_the_model(district, state, overlap, in_order):
+    # many keys on both sides, some with the same hash (unchanged), some not
+    for (k, h), same in zip(list(state.items()), overlap):
+        district.append((k, h if same else h ^ 1))
+    if in_order:
+        district.sort()
+    state_pairs = sorted(state.items()) if in_order else list(state.items())
+    assert keydiff.compare(_pack(district), _pack(state_pairs)) == _model(district, state)
+
+
+def test_compare_of_nothing():
+    assert keydiff.compare(b"", b"") == ([], [])
+    assert keydiff.compare(_pack([(5, 1)]), b"") == ([5], [])
+    assert keydiff.compare(b"", _pack([(5, 1)])) == ([5], [5])
+
+
+YAML = """objects:
+  - name: Wide
+    description: a bigint key over its whole range
+    parents: []
+    key: [id]
+    columns: {id: bigint, label: text}
+"""
+SQL = "SELECT id, label, NULL::text AS reject_reason FROM campus.wide\n"
+
+
+@pytest.fixture
+def wide(tmp_path, server_dsn, monkeypatch):
+    monkeypatch.setattr(keydiff, "PART_ROWS", 40)  # 1,000 rows: ~25 key ranges per resync
+    p = one_object_deployment(server_dsn, tmp_path, "wide", YAML, SQL)
+    with psycopg.connect(p["district"]) as conn:
+        conn.execute("ALTER TABLE campus.wide DROP CONSTRAINT wide_pkey")
+        conn.execute("ALTER TABLE campus.wide ALTER COLUMN id DROP NOT NULL")
+        conn.execute("INSERT INTO campus.wide SELECT g * 1000003, 'row ' || g FROM generate_series(-500, 497) g")
+        conn.execute("INSERT INTO campus.wide VALUES (-9223372036854775808, 'lowest'), (9223372036854775807, 'highest')")
+    return p
+
+
+def sync(p):
+    return engine.sync_object(p["graph"], "Wide", district_id="0101", source_dsn=p["district"],
+                              state_dsn=p["state"], scope=engine.Scope(2027))
+
+
+def state_rows(p) -> list[tuple]:
+    with psycopg.connect(p["state"]) as conn:
+        return conn.execute("SELECT id, label FROM state.wide ORDER BY id").fetchall()
+
+
+def district_rows(p) -> list[tuple]:
+    with psycopg.connect(p["district"]) as conn:
+        return conn.execute("SELECT id, label FROM campus.wide WHERE id IS NOT NULL ORDER BY id").fetchall()
+
+
+@pytest.mark.db
+def test_many_key_ranges_carry_exactly_the_changes(wide):
+    assert sync(wide).inserted == 1000
+    with psycopg.connect(wide["district"]) as conn:
+        conn.execute("UPDATE campus.wide SET label = label || '!' WHERE id IN (-9223372036854775808, 0, 497 * 1000003)")
+        conn.execute("DELETE FROM campus.wide WHERE id IN (9223372036854775807, -500 * 1000003)")
+        conn.execute("INSERT INTO campus.wide VALUES (7, 'between'), (9223372036854775806, 'near the top')")
+    r = sync(wide)
+    assert (r.updated, r.deleted, r.inserted, r.copied) == (3, 2, 2, 5)
+    assert state_rows(wide) == district_rows(wide)
+    assert sync(wide).copied == 0
+
+
+@pytest.mark.db
+def test_null_and_duplicate_keys_over_many_ranges(wide):
+    """A NULL key is in no range and is counted once; a duplicated key is staged (and refused)
+    on every resync, while the state keeps its row and the real changes are carried."""
+    with psycopg.connect(wide["district"]) as conn:
+        conn.execute("INSERT INTO campus.wide VALUES (NULL, 'no key'), (3000009, 'twice')")
+    first = sync(wide)
+    assert first.error_reasons == {"duplicate_key": 2, "null_key": 1}
+    with psycopg.connect(wide["district"]) as conn:
+        conn.execute("UPDATE campus.wide SET label = 'changed' WHERE id = 10 * 1000003")
+    r = sync(wide)
+    assert (r.updated, r.inserted, r.deleted, r.error_reasons) == (1, 0, 0, {"duplicate_key": 2, "null_key": 1})
+    assert r.copied == 1 + 2 + 1  # the changed row, the duplicated key's two rows, the NULL key
+    assert sync(wide).updated == 0
+
+
+@pytest.mark.db
+def test_state_rows_outside_the_district_key_range_are_deleted(wide):
+    """The ranges span both sides' keys: a state row below the district's lowest key or above
+    its highest is still found gone."""
+    sync(wide)
+    with psycopg.connect(wide["district"]) as conn:
+        conn.execute("DELETE FROM campus.wide WHERE id IN (-9223372036854775808, 9223372036854775807)")
+    r = sync(wide)
+    assert (r.deleted, r.updated, r.inserted) == (2, 0, 0)
+    assert state_rows(wide) == district_rows(wide)
