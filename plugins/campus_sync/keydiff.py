@@ -116,27 +116,30 @@ def compare(district: bytes, state: bytes) -> tuple[list[int], list[int]]:
     return np.union1d(dk[~same], gone).astype(np.int64).tolist(), gone.astype(np.int64).tolist()
 
 
-def key_bounds(source: psycopg.Connection, cur: psycopg.Cursor, spec: ObjectSpec, source_query: str,
-               target: sql.Composable, scope_sql: sql.Composable, scope_params: list,
+def key_bounds(district: tuple[int | None, int | None], state: tuple[int | None, int | None],
                parts: int) -> list[tuple[int, int]]:
-    """`parts` consecutive ranges [lo, hi] (inclusive: the last may end at bigint's maximum) covering every key of both sides (from their min and
-    max: the state's through its primary key, the district's one pass without hashing)."""
-    column = ident(integer_key(spec))
-    lows, highs = [], []
-    for row in (
-        source.execute(sql.SQL("SELECT min(CAST(d.{c} AS bigint)), max(CAST(d.{c} AS bigint)) FROM ({q}) AS d"
-                               " WHERE d.reject_reason IS NULL").format(c=column, q=sql.SQL(source_query))).fetchone(),
-        cur.execute(sql.SQL("SELECT min(CAST(s.{c} AS bigint)), max(CAST(s.{c} AS bigint)) FROM {t} s WHERE {w}")
-                    .format(c=column, t=target, w=scope_sql), scope_params).fetchone(),
-    ):
-        if row[0] is not None:
-            lows.append(row[0])
-            highs.append(row[1])
-    if not lows:
+    """`parts` consecutive ranges [lo, hi] covering every key between both sides' (min, max)
+    (inclusive: the last may end at bigint's maximum)."""
+    sides = [side for side in (district, state) if side[0] is not None]
+    if not sides:
         return [(0, 0)]
-    lo, end = min(lows), max(highs) + 1  # Python ints: no overflow at the ends of bigint
+    lo, end = min(s[0] for s in sides), max(s[1] for s in sides) + 1  # Python ints: no overflow
     edges = [lo + (end - lo) * i // parts for i in range(parts)] + [end]
     return [(a, b - 1) for a, b in zip(edges, edges[1:]) if b > a]
+
+
+def _district_span(conn: psycopg.Connection, spec: ObjectSpec, source_query: str) -> tuple:
+    """(min, max) key of the district's accepted rows: one pass without hashing."""
+    return conn.execute(sql.SQL("SELECT min(CAST(d.{c} AS bigint)), max(CAST(d.{c} AS bigint)) FROM ({q}) AS d"
+                                " WHERE d.reject_reason IS NULL").format(
+        c=ident(integer_key(spec)), q=sql.SQL(source_query))).fetchone()
+
+
+def _state_span(conn: psycopg.Connection, spec: ObjectSpec, target: sql.Composable, scope_sql: sql.Composable,
+                scope_params: list) -> tuple:
+    """(min, max) key of the state's rows in scope, through its primary key."""
+    return conn.execute(sql.SQL("SELECT min(CAST(s.{c} AS bigint)), max(CAST(s.{c} AS bigint)) FROM {t} s WHERE {w}")
+                        .format(c=ident(integer_key(spec)), t=target, w=scope_sql), scope_params).fetchone()
 
 
 def differing_keys(source: psycopg.Connection, cur: psycopg.Cursor, spec: ObjectSpec, source_query: str,
@@ -151,8 +154,10 @@ def differing_keys(source: psycopg.Connection, cur: psycopg.Cursor, spec: Object
     parts = max(1, -(-rows // PART_ROWS))
     ranges: list[tuple[int, int] | None] = [None]
     if parts > 1:
+        at_district = pool.submit(_district_span, source, spec, source_query)
+        state = _state_span(cur.connection, spec, target, scope_sql, scope_params)
         with reading():
-            ranges = key_bounds(source, cur, spec, source_query, target, scope_sql, scope_params, parts)
+            ranges = key_bounds(at_district.result(), state, parts)
     keys: list = []
     gone: list[int] = []
     for i, bounds in enumerate(ranges):

@@ -52,6 +52,22 @@ def test_compare_of_nothing():
     assert keydiff.compare(b"", _pack([(5, 1)])) == ([5], [5])
 
 
+SPAN = st.one_of(st.just((None, None)), st.tuples(KEYS, KEYS).map(sorted).map(tuple))
+
+
+@given(district=SPAN, state=SPAN, parts=st.integers(1, 50))
+def test_key_ranges_cover_both_sides_contiguously_within_bigint(district, state, parts):
+    ranges = keydiff.key_bounds(district, state, parts)
+    assert 1 <= len(ranges) <= parts
+    spans = [s for s in (district, state) if s[0] is not None]
+    if not spans:
+        return
+    assert ranges[0][0] == min(s[0] for s in spans) and ranges[-1][1] == max(s[1] for s in spans)
+    assert all(lo <= hi for lo, hi in ranges)
+    assert all(a[1] + 1 == b[0] for a, b in zip(ranges, ranges[1:]))
+    assert -2**63 <= ranges[0][0] and ranges[-1][1] <= 2**63 - 1
+
+
 YAML = """objects:
   - name: Wide
     description: a bigint key over its whole range
