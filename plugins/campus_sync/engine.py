@@ -1,9 +1,10 @@
 """The sync engine: one object, one district, one transaction. Plain Python + psycopg.
 
-compare (a resync: whole-scope digests of both sides in parallel, then per-bucket digests if
-   they differ; see digest.py) → nothing differs: done, nothing copied or written
+compare (a resync: whole-scope digests of both sides in parallel; if they differ, the keys that
+   differ: keydiff.py for an integer key, else bucket digests and listings, digest.py) →
+   nothing differs: done, nothing copied or written
 → extract (district, `COPY (query) TO STDOUT`, streamed chunk by chunk: constant memory; every
-   row, or only the buckets that differ)
+   row, or only the keys or buckets that differ)
 → staging (`COPY ... FROM STDIN` into a temp table in the state transaction; a first load goes
    straight into the state table instead when it can: no parent keys, or FK triggers skippable,
    the parents then locked and checked before commit: `_drop_orphans`)
@@ -132,6 +133,7 @@ class Wanted:
     buckets: list[int]
     keys: list[int] | None = None
     ctids: list = field(default_factory=list)
+    added: int | None = None  # keys the state lacks, when known (`keydiff`): 0 skips the insert
 
     @property
     def nothing(self) -> bool:
@@ -390,9 +392,10 @@ def _compare_digests(graph: Hierarchy, spec: ObjectSpec, scope: Scope, source: p
                      ) -> tuple[digest.Digest, int, Wanted | None, sql.Composable]:
     """Compare both sides, each query running at the district while its twin runs at the state.
 
-    First the totals (one pass, no grouping: an unchanged object costs just that), then the
-    per-bucket digests, then, for the buckets that differ, a filtered pass listing their rows,
-    so only rows that really differ are copied. Returns the district's digest (its row and
+    First the totals (one pass, no grouping: an unchanged object costs just that); then, for
+    an integer key, the keys that differ (`keydiff`); for any other key the per-bucket digests,
+    then, for the buckets that differ, a filtered pass listing their rows, so only rows that
+    really differ are copied. Returns the district's digest (its row and
     refusal counts), the rows the state holds in scope, what to copy (`Wanted`; None:
     everything) and the state scope to merge in: refused rows the state keeps are taken out of it by key (temp table
     `campus_kept`), so they neither make a bucket differ nor get deleted."""
@@ -422,7 +425,7 @@ def _compare_digests(graph: Hierarchy, spec: ObjectSpec, scope: Scope, source: p
                                        lambda: _reading(spec))
         if found is None:  # most of it differs: copying everything is cheaper
             return district, held, None, scope_sql
-        return district, held, Wanted(0, [], *found), scope_sql
+        return district, held, Wanted(0, [], found.keys, found.gone, found.added), scope_sql
     source.execute("SELECT set_config('work_mem', %s, true)", (DIGEST_MEMORY,))
     buckets = digest.bucket_count(max(accepted, comparable))
     at_district = pool.submit(digest.district_digest, source, spec, query, buckets)
@@ -810,7 +813,7 @@ def _merge_rows(cur: psycopg.Cursor, spec: ObjectSpec, target: sql.Composable, s
         ).format(target=target, where=where, scope=scope_sql, key=digest.key_id_expr(spec, "s"),
                  gone=_gone(spec, "s")), [wanted.ctids, *scope_params, wanted.keys]).rowcount
     updated = _update(cur, spec, target, district_id)
-    inserted = _insert_new(cur, spec, target, district_id)
+    inserted = 0 if wanted.added == 0 else _insert_new(cur, spec, target, district_id)
     cur.execute("RESET random_page_cost")
     return deleted, updated, inserted
 

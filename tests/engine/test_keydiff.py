@@ -18,7 +18,7 @@ def _pack(pairs: list[tuple[int, int]]) -> bytes:
     return b"".join(struct.pack(">qq", k, h) for k, h in pairs)
 
 
-def _model(district: list[tuple[int, int]], state: dict[int, int]) -> tuple[list[int], list[int]]:
+def _model(district: list[tuple[int, int]], state: dict[int, int]) -> keydiff.Diff:
     """What differs, said the slow way: a key differs unless the district has it exactly once
     with the state's hash."""
     seen: dict[int, list[int]] = {}
@@ -26,7 +26,8 @@ def _model(district: list[tuple[int, int]], state: dict[int, int]) -> tuple[list
         seen.setdefault(k, []).append(h)
     differ = {k for k, hs in seen.items() if len(hs) != 1 or state.get(k) != hs[0]}
     gone = sorted(k for k in state if k not in seen)
-    return sorted(differ | set(gone)), gone
+    added = sum(1 for k, hs in seen.items() if len(hs) == 1 and k not in state)
+    return keydiff.Diff(sorted(differ | set(gone)), gone, added)
 
 
 KEYS = st.sampled_from([-2**63, -1, 0, 1, 2, 3, 2**31, 2**63 - 1]) | st.integers(-2**63, 2**63 - 1)
@@ -47,9 +48,10 @@ def test_compare_matches_the_model(district, state, overlap, in_order):
 
 
 def test_compare_of_nothing():
-    assert keydiff.compare(b"", b"") == ([], [])
-    assert keydiff.compare(_pack([(5, 1)]), b"") == ([5], [])
-    assert keydiff.compare(b"", _pack([(5, 1)])) == ([5], [5])
+    assert keydiff.compare(b"", b"") == ([], [], 0)
+    assert keydiff.compare(_pack([(5, 1)]), b"") == ([5], [], 1)
+    assert keydiff.compare(b"", _pack([(5, 1)])) == ([5], [5], 0)
+    assert keydiff.compare(_pack([(5, 1), (5, 1)]), b"") == ([5], [], 0)  # refused, not inserted
 
 
 SPAN = st.one_of(st.just((None, None)), st.tuples(KEYS, KEYS).map(sorted).map(tuple))
