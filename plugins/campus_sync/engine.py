@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 import psycopg
 from psycopg import sql
 
-from campus_sync import digest, keydiff
+from campus_sync import connections, digest, keydiff
 from campus_sync.hierarchy import Hierarchy, ObjectSpec
 from campus_sync.hierarchy.model import COLUMN_TYPES, YEAR_COLUMN, ForeignKey
 from campus_sync.pipe import copy_across
@@ -209,7 +209,7 @@ def sync_object(
 
     with ThreadPoolExecutor(max_workers=1) as pool, _sides(name, district_id) as conns:
         state, source = _connect(pool, conns, state_dsn, source_dsn)
-        with state, source:
+        with _holding(state, source, state_dsn, source_dsn):
             # One snapshot of the district for the digest and the copy that follows it.
             source.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             source.read_only = True
@@ -335,9 +335,10 @@ def _connect(pool: ThreadPoolExecutor, conns: dict[str, psycopg.Connection | Non
     ~7), each registered under its side as soon as it is open, so a failed connect names its
     side; neither is left open when the other fails."""
     conns["state"] = conns["district"] = None
-    pending = pool.submit(psycopg.connect, source_dsn)
+    kept = connections.take("district", source_dsn)  # here: the pool's thread sees no reusing() block
+    pending = pool.submit(lambda: kept or psycopg.connect(source_dsn))
     try:
-        conns["state"] = psycopg.connect(state_dsn)
+        conns["state"] = connections.take("state", state_dsn) or psycopg.connect(state_dsn)
     finally:
         try:
             conns["district"] = pending.result()
@@ -348,6 +349,20 @@ def _connect(pool: ThreadPoolExecutor, conns: dict[str, psycopg.Connection | Non
         if conns["state"] is None:
             conns["district"].close()
     return conns["state"], conns["district"]
+
+
+@contextmanager
+def _holding(state: psycopg.Connection, source: psycopg.Connection, state_dsn: str,
+             source_dsn: str) -> Iterator[None]:
+    """Like `with state, source:` (commit when clean, roll back on an error, close), except that
+    inside a `connections.reusing()` block cleanly ended connections are kept for the next sync."""
+    clean = False
+    try:
+        yield
+        clean = True
+    finally:
+        connections.give_back(source, "district", source_dsn, clean)
+        connections.give_back(state, "state", state_dsn, clean)
 
 
 @contextmanager
@@ -819,5 +834,7 @@ def _merge_rows(cur: psycopg.Cursor, spec: ObjectSpec, target: sql.Composable, s
 
 
 def sync_objects(graph: Hierarchy, names: Sequence[str], **kwargs) -> list[SyncResult]:
-    """Sync several objects in the order given (callers pass a plan's run order)."""
-    return [sync_object(graph, n, **kwargs) for n in names]
+    """Sync several objects in the order given (callers pass a plan's run order), on the same
+    two connections (`connections.reusing`)."""
+    with connections.reusing():
+        return [sync_object(graph, n, **kwargs) for n in names]

@@ -29,7 +29,7 @@ import psycopg
 from psycopg import sql
 
 from campus_sync import config as config_mod
-from campus_sync import db, engine, history, tasks
+from campus_sync import connections, db, engine, history, tasks
 from campus_sync.hierarchy import Hierarchy, UnknownObjectError
 from campus_sync.hierarchy.model import YEAR_COLUMN
 from campus_sync.requests import RequestError  # noqa: F401 - re-exported
@@ -142,7 +142,7 @@ def sync(unit: dict, graph: Hierarchy | None = None, cfg: config_mod.Config | No
     sdsn, src = tasks.state_dsn(cfg), db.dsn(district.conn_id, f"district {district.id}")
     batch_id, scope = unit["batch_id"], _scope(unit)
     results, failed, not_run = [], [], []
-    with psycopg.connect(sdsn) as conn:
+    with psycopg.connect(sdsn) as conn, connections.reusing():  # one pair of connections for all
         for name in unit["objects"]:
             ref = {"district_id": district.id, "object": name}
             if any(a in failed for a in graph.ancestors(name)):
