@@ -75,7 +75,7 @@ def bucket_count(rows: int) -> int:
 _WIRE = {"bigint": "int8send", "numeric": "numeric_send", "timestamp": "timestamp_send"}
 
 
-def _cast(alias: str | None, column: str, typ: str) -> sql.Composable:
+def cast_declared(alias: str | None, column: str, typ: str) -> sql.Composable:
     """CAST(alias.column AS its declared type); a bare column when `alias` is None (the state
     table's generated row hash)."""
     ref = sql.SQL("{}.{}").format(sql.Identifier(alias), ident(column)) if alias else ident(column)
@@ -87,14 +87,14 @@ def canonical(alias: str | None, columns: list[tuple[str, str]] | tuple[tuple[st
     as their binary wire form (exact: scale, NaN and all 64 bits included)."""
     out = []
     for c, t in columns:
-        value = _cast(alias, c, t)
+        value = cast_declared(alias, c, t)
         out.append(sql.SQL("{}({})").format(sql.SQL(_WIRE[t]), value) if t in _WIRE else value)
     return out
 
 
 def _row(alias: str, columns: list[tuple[str, str]]) -> sql.Composable:
     return sql.SQL("ROW({})").format(sql.SQL(", ").join(
-        _cast(alias, c, t) for c, t in columns))
+        cast_declared(alias, c, t) for c, t in columns))
 
 
 def rows_differ(spec: ObjectSpec, a: str, b: str) -> sql.Composable:
@@ -268,7 +268,7 @@ def key_hash_expr(spec: ObjectSpec, alias: str) -> sql.Composable:
     if len(spec.key) == 1 and types[spec.key[0]] in _KEY_HASH:
         column = spec.key[0]
         return sql.SQL("coalesce({}({}, 0), 0)").format(
-            sql.SQL(_KEY_HASH[types[column]]), _cast(alias, column, types[column]))
+            sql.SQL(_KEY_HASH[types[column]]), cast_declared(alias, column, types[column]))
     return sql.SQL("hash_record_extended({}, 0)").format(_row(alias, [(k, types[k]) for k in spec.key]))
 
 

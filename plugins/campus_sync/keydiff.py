@@ -30,9 +30,8 @@ from typing import NamedTuple
 import psycopg
 from psycopg import sql
 
-from campus_sync.digest import integer_key, row_hash_expr, stored_hash
+from campus_sync.digest import cast_declared, integer_key, row_hash_expr, stored_hash
 from campus_sync.hierarchy import ObjectSpec
-from campus_sync.schema import ident
 
 PART_ROWS = 250_000  # rows per side per key range: 4 MB of pairs each (engine peak RSS +36 MB at 1M, numpy's 12 MB included)
 
@@ -54,11 +53,18 @@ def _in_range(column: sql.Composable, bounds: tuple[int, int] | None) -> sql.Com
         c=column, lo=sql.Literal(lo), hi=sql.Literal(hi))
 
 
+def _key(spec: ObjectSpec, alias: str) -> sql.Composable:
+    """The key column cast to its declared type (an extract may return an int key as text or
+    numeric; for a column already of that type the cast is dropped and its index still serves)."""
+    column = integer_key(spec)
+    return cast_declared(alias, column, dict(spec.columns)[column])
+
+
 def district_pairs(conn: psycopg.Connection, spec: ObjectSpec, source_query: str,
                    bounds: tuple[int, int] | None, nulls: bool) -> tuple[bytes, int]:
     """(pairs, NULL keys counted when `nulls`) of the district's accepted rows of
     `source_query` in `bounds`. A NULL key is in no range: one range's query counts them."""
-    column = sql.SQL("d.{}").format(ident(integer_key(spec)))
+    column = _key(spec, "d")
     within = _in_range(column, bounds)
     if nulls and bounds is not None:
         within = sql.SQL("({} OR {} IS NULL)").format(within, column)
@@ -73,7 +79,7 @@ def district_pairs(conn: psycopg.Connection, spec: ObjectSpec, source_query: str
 def state_pairs(conn: psycopg.Connection, spec: ObjectSpec, target: sql.Composable, scope_sql: sql.Composable,
                 scope_params: list, bounds: tuple[int, int] | None) -> bytes:
     """The pairs of the state rows in scope (alias `s`) in `bounds`, from their stored hash."""
-    column = sql.SQL("s.{}").format(ident(integer_key(spec)))
+    column = _key(spec, "s")
     query = sql.SQL("SELECT {pairs} FROM {target} s WHERE {scope} AND {within}").format(
         pairs=_pairs(column, stored_hash("s")), target=target, scope=scope_sql, within=_in_range(column, bounds))
     return bytes(conn.execute(query, scope_params, binary=True).fetchone()[0])
@@ -145,18 +151,16 @@ def key_bounds(district: tuple[int | None, int | None], state: tuple[int | None,
 
 def _district_span(conn: psycopg.Connection, spec: ObjectSpec, source_query: str) -> tuple:
     """(min, max) key of the district's accepted rows: from its index on the key when the
-    extract reads the key straight from a table (no cast: a cast would hide the index), else
-    one pass without hashing."""
-    return conn.execute(sql.SQL("SELECT min(d.{c}), max(d.{c}) FROM ({q}) AS d"
-                                " WHERE d.reject_reason IS NULL").format(
-        c=ident(integer_key(spec)), q=sql.SQL(source_query))).fetchone()
+    extract reads the key straight from a table, else one pass without hashing."""
+    return conn.execute(sql.SQL("SELECT min({c}), max({c}) FROM ({q}) AS d WHERE d.reject_reason IS NULL").format(
+        c=_key(spec, "d"), q=sql.SQL(source_query))).fetchone()
 
 
 def _state_span(conn: psycopg.Connection, spec: ObjectSpec, target: sql.Composable, scope_sql: sql.Composable,
                 scope_params: list) -> tuple:
     """(min, max) key of the state's rows in scope: two probes of its primary key."""
-    return conn.execute(sql.SQL("SELECT min(s.{c}), max(s.{c}) FROM {t} s WHERE {w}")
-                        .format(c=ident(integer_key(spec)), t=target, w=scope_sql), scope_params).fetchone()
+    return conn.execute(sql.SQL("SELECT min({c}), max({c}) FROM {t} s WHERE {w}")
+                        .format(c=_key(spec, "s"), t=target, w=scope_sql), scope_params).fetchone()
 
 
 def differing_keys(source: psycopg.Connection, cur: psycopg.Cursor, spec: ObjectSpec, source_query: str,

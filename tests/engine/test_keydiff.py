@@ -146,3 +146,25 @@ def test_state_rows_outside_the_district_key_range_are_deleted(wide):
     r = sync(wide)
     assert (r.deleted, r.updated, r.inserted) == (2, 0, 0)
     assert state_rows(wide) == district_rows(wide)
+
+
+@pytest.mark.db
+@pytest.mark.parametrize("returned", ["text", "numeric", "bigint"])
+def test_an_extract_returning_the_key_as_another_type_diffs_as_the_declared_int(tmp_path, server_dsn,
+                                                                                monkeypatch, returned):
+    """The extract may return the key as text, numeric or bigint for a declared int (the engine
+    casts to the declared type everywhere): the key ranges and spans must cast it too."""
+    monkeypatch.setattr(keydiff, "PART_ROWS", 40)
+    yaml = YAML.replace("Wide", "Loose").replace("id: bigint", "id: int")
+    p = one_object_deployment(server_dsn, tmp_path, "loose", yaml,
+                              f"SELECT id::{returned} AS id, label, NULL::text AS reject_reason FROM campus.loose\n")
+    with psycopg.connect(p["district"]) as conn:
+        conn.execute("INSERT INTO campus.loose SELECT g, 'row ' || g FROM generate_series(1, 300) g")
+    run = lambda: engine.sync_object(p["graph"], "Loose", district_id="0101", source_dsn=p["district"],  # noqa: E731
+                                     state_dsn=p["state"], scope=engine.Scope(2027))
+    assert run().inserted == 300
+    with psycopg.connect(p["district"]) as conn:
+        conn.execute("UPDATE campus.loose SET label = 'changed' WHERE id IN (3, 299)")
+        conn.execute("DELETE FROM campus.loose WHERE id = 150")
+    r = run()
+    assert (r.updated, r.deleted, r.inserted, r.copied) == (2, 1, 0, 2)
