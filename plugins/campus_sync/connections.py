@@ -65,6 +65,9 @@ def take(side: str, dsn: str) -> psycopg.Connection | None:
             return conn
         except psycopg.Error:
             conn.close()
+        except BaseException:
+            conn.close()
+            raise
     return None
 
 

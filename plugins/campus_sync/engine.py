@@ -332,13 +332,16 @@ def lock_related(cur: psycopg.Cursor, graph: Hierarchy, name: str, district_id: 
 def _connect(pool: ThreadPoolExecutor, conns: dict[str, psycopg.Connection | None], state_dsn: str,
              source_dsn: str) -> tuple[psycopg.Connection, psycopg.Connection]:
     """Open both sides at once (a connection is a backend started: ~2 ms of a small object's
-    ~7), each registered under its side as soon as it is open, so a failed connect names its
-    side; neither is left open when the other fails."""
+    ~5), or take them kept from the previous sync (`connections.reusing`), each registered under
+    its side as soon as it is open, so a failed connect names its side; neither is left open
+    when the other fails. Never server-side prepared statements (`prepare_threshold=None`): a
+    reused connection repeats statements, and behind a transaction-mode pooler (PgBouncer) a
+    statement prepared on one server connection is unknown on the next."""
     conns["state"] = conns["district"] = None
     kept = connections.take("district", source_dsn)  # here: the pool's thread sees no reusing() block
-    pending = pool.submit(lambda: kept or psycopg.connect(source_dsn))
+    pending = pool.submit(lambda: kept or psycopg.connect(source_dsn, prepare_threshold=None))
     try:
-        conns["state"] = connections.take("state", state_dsn) or psycopg.connect(state_dsn)
+        conns["state"] = connections.take("state", state_dsn) or psycopg.connect(state_dsn, prepare_threshold=None)
     finally:
         try:
             conns["district"] = pending.result()
@@ -361,8 +364,10 @@ def _holding(state: psycopg.Connection, source: psycopg.Connection, state_dsn: s
         yield
         clean = True
     finally:
-        connections.give_back(source, "district", source_dsn, clean)
-        connections.give_back(state, "state", state_dsn, clean)
+        try:
+            connections.give_back(source, "district", source_dsn, clean)
+        finally:  # the state's locks must go whatever happened to the district's connection
+            connections.give_back(state, "state", state_dsn, clean)
 
 
 @contextmanager
@@ -436,7 +441,8 @@ def _compare_digests(graph: Hierarchy, spec: ObjectSpec, scope: Scope, source: p
         district = digest.Digest(1)
         district.rows, district.reasons = rows, reasons
         found = keydiff.differing_keys(source, cur, spec, query, target, scope_sql, scope_params, pool,
-                                       max(accepted, comparable), (accepted + comparable) // 2,
+                                       max(accepted, comparable),
+                                       min((accepted + comparable) // 2, digest.ROWS_MAX),
                                        lambda: _reading(spec))
         if found is None:  # most of it differs: copying everything is cheaper
             return district, held, None, scope_sql

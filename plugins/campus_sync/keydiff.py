@@ -7,11 +7,13 @@ numpy sorts and compares the two. For 1M rows here (4 ranges, both sides alongsi
 in all, against ~1.0 s for bucket digests, a listing of the differing buckets and its compare
 (`digest.differing`), which other keys still use.
 
-Memory stays bounded: the key space is cut into ranges of ~`PART_ROWS` rows (from the two
-sides' min and max keys; each range is one query per side, which the district's index on the
-key finds, or a scan that hashes only the range's rows), so at most ~4 MB of pairs per side
-are held, whatever the row count. Keys skewed far from uniform over their range make some
-ranges larger: the bound is then looser, the result the same.
+Memory stays bounded: the key space is cut into ranges of ~`PART_ROWS` rows (at quantiles of
+a page sample of the state's keys, so skewed keys still split evenly, else at equal widths
+between the two sides' min and max keys; each range is one query per side, which the
+district's index on the key finds, or a scan that hashes only the range's rows), so about
+4 MB of pairs per side are held at a time, whatever the row count. Rows the state does not
+have yet (a district's mass addition) are not in the sample: their range may come out larger,
+the result the same.
 
 The comparison is exact up to the row hash (see `digest`): a key is the same on both sides
 when the district has it once and its row hash equals the state's. A key the district has
@@ -138,15 +140,40 @@ def compare(district: bytes, state: bytes) -> Diff:
 
 
 def key_bounds(district: tuple[int | None, int | None], state: tuple[int | None, int | None],
-               parts: int) -> list[tuple[int, int]]:
-    """`parts` consecutive ranges [lo, hi] covering every key between both sides' (min, max)
-    (inclusive: the last may end at bigint's maximum)."""
+               parts: int, cuts: list[int] | None = None) -> list[tuple[int, int]]:
+    """Consecutive ranges [lo, hi] covering every key between both sides' (min, max)
+    (inclusive: the last may end at bigint's maximum): split at `cuts` (keys where a range
+    starts, from the state's distribution: `_state_cuts`) when given, else into `parts`
+    ranges of equal width."""
     sides = [side for side in (district, state) if side[0] is not None]
     if not sides:
         return [(0, 0)]
     lo, end = min(s[0] for s in sides), max(s[1] for s in sides) + 1  # Python ints: no overflow
-    edges = [lo + (end - lo) * i // parts for i in range(parts)] + [end]
+    if cuts:
+        edges = [lo, *sorted({c for c in cuts if lo < c < end}), end]
+    else:
+        edges = [lo + (end - lo) * i // parts for i in range(parts)] + [end]
     return [(a, b - 1) for a, b in zip(edges, edges[1:]) if b > a]
+
+
+SAMPLE_PAGES = 200  # pages the state's key sample reads (~16,000 rows of a narrow table)
+
+
+def _state_cuts(conn: psycopg.Connection, spec: ObjectSpec, target: sql.Composable, scope_sql: sql.Composable,
+                scope_params: list, parts: int) -> list[int]:
+    """Keys that cut the state's rows in scope into `parts` ranges of about equal row counts,
+    from a sample of the table's pages (TABLESAMPLE SYSTEM: ~`SAMPLE_PAGES` pages, whatever
+    its size): equal-width ranges of skewed keys (one sentinel key far above the rest) would
+    put nearly every row in one range, and its pairs in memory at once. [] when the sample
+    holds too few rows in scope to tell (a small district in a table shared by many)."""
+    pages = conn.execute("SELECT pg_relation_size(%s::regclass) / 8192", [target.as_string(conn)]).fetchone()[0]
+    percent = min(100.0, 100.0 * SAMPLE_PAGES / max(pages, 1))
+    fractions = [i / parts for i in range(1, parts)]
+    sampled, cuts = conn.execute(sql.SQL(
+        "SELECT count(*), percentile_disc(CAST(%s AS float8[])) WITHIN GROUP (ORDER BY {k})"
+        " FROM {t} s TABLESAMPLE SYSTEM (%s) WHERE {w}").format(k=_key(spec, "s"), t=target, w=scope_sql),
+        [fractions, percent, *scope_params]).fetchone()
+    return [c for c in cuts or () if c is not None] if sampled >= 20 * parts else []
 
 
 def _district_span(conn: psycopg.Connection, spec: ObjectSpec, source_query: str) -> tuple:
@@ -178,8 +205,9 @@ def differing_keys(source: psycopg.Connection, cur: psycopg.Cursor, spec: Object
     if parts > 1:
         at_district = pool.submit(_district_span, source, spec, source_query)
         state = _state_span(cur.connection, spec, target, scope_sql, scope_params)
+        cuts = _state_cuts(cur.connection, spec, target, scope_sql, scope_params, parts)
         with reading():
-            ranges = key_bounds(at_district.result(), state, parts)
+            ranges = key_bounds(at_district.result(), state, parts, cuts)
     found = Diff([], [], 0)
     for i, bounds in enumerate(ranges):
         at_district = pool.submit(district_pairs, source, spec, source_query, bounds, i == 0)

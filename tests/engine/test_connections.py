@@ -99,3 +99,19 @@ def test_a_kept_connection_the_server_dropped_is_replaced(item, opened):
                          " AND pid <> pg_backend_pid()", ("t_item_state", "t_item_district"))
         assert sync(item).unchanged == 50
         assert len(opened) == 4
+
+
+def test_the_state_connection_is_closed_even_when_giving_back_the_district_fails(item, opened, monkeypatch):
+    """The state's transaction holds the object's advisory locks: it must end however the
+    district's connection ends."""
+    real = connections.give_back
+
+    def failing(conn, side, dsn, clean):
+        real(conn, side, dsn, clean)
+        if side == "district":
+            raise RuntimeError("interrupted while closing the district")
+
+    monkeypatch.setattr(connections, "give_back", failing)
+    with pytest.raises(RuntimeError):
+        sync(item)
+    assert len(opened) == 2 and all(c.closed for c in opened)

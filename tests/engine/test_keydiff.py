@@ -57,10 +57,10 @@ def test_compare_of_nothing():
 SPAN = st.one_of(st.just((None, None)), st.tuples(KEYS, KEYS).map(sorted).map(tuple))
 
 
-@given(district=SPAN, state=SPAN, parts=st.integers(1, 50))
-def test_key_ranges_cover_both_sides_contiguously_within_bigint(district, state, parts):
-    ranges = keydiff.key_bounds(district, state, parts)
-    assert 1 <= len(ranges) <= parts
+@given(district=SPAN, state=SPAN, parts=st.integers(1, 50), cuts=st.none() | st.lists(KEYS, max_size=12))
+def test_key_ranges_cover_both_sides_contiguously_within_bigint(district, state, parts, cuts):
+    ranges = keydiff.key_bounds(district, state, parts, cuts)
+    assert 1 <= len(ranges) <= (len(cuts) + 1 if cuts else parts)
     spans = [s for s in (district, state) if s[0] is not None]
     if not spans:
         return
@@ -168,3 +168,40 @@ def test_an_extract_returning_the_key_as_another_type_diffs_as_the_declared_int(
         conn.execute("DELETE FROM campus.loose WHERE id = 150")
     r = run()
     assert (r.updated, r.deleted, r.inserted, r.copied) == (2, 1, 0, 2)
+
+
+@pytest.mark.db
+def test_a_sentinel_key_does_not_put_every_row_in_one_range(wide, monkeypatch):
+    """Equal-width ranges over keys 1..999 and one sentinel near bigint's top would hold every
+    row in the first range; the state's sampled quantiles keep each range near PART_ROWS."""
+    with psycopg.connect(wide["district"]) as conn:
+        conn.execute("DELETE FROM campus.wide")
+        conn.execute("INSERT INTO campus.wide SELECT g, 'row ' || g FROM generate_series(1, 999) g")
+        conn.execute("INSERT INTO campus.wide VALUES (4611686018427387904, 'sentinel')")
+    sync(wide)
+    sizes: list[int] = []
+    real = keydiff.district_pairs
+
+    def counted(*args):
+        pairs, nulls = real(*args)
+        sizes.append(len(pairs) // 16)
+        return pairs, nulls
+
+    monkeypatch.setattr(keydiff, "district_pairs", counted)
+    with psycopg.connect(wide["district"]) as conn:
+        conn.execute("UPDATE campus.wide SET label = 'changed' WHERE id IN (1, 500, 4611686018427387904)")
+    assert sync(wide).updated == 3
+    assert sum(sizes) == 1000 and len(sizes) >= 20 and max(sizes) <= 3 * keydiff.PART_ROWS
+
+
+@pytest.mark.db
+def test_more_keys_differing_than_the_cap_copy_everything(wide, monkeypatch):
+    """Past `digest.ROWS_MAX` differing keys the key list is not sent back to the district:
+    the resync copies the whole extract, with the same counts."""
+    sync(wide)
+    monkeypatch.setattr(engine.digest, "ROWS_MAX", 5)
+    with psycopg.connect(wide["district"]) as conn:
+        conn.execute("UPDATE campus.wide SET label = label || '!' WHERE id BETWEEN 0 AND 10 * 1000003")
+    r = sync(wide)
+    assert (r.updated, r.copied) == (11, 1000)
+    assert state_rows(wide) == district_rows(wide)
