@@ -156,7 +156,7 @@ def key_bounds(district: tuple[int | None, int | None], state: tuple[int | None,
     return [(a, b - 1) for a, b in zip(edges, edges[1:]) if b > a]
 
 
-SAMPLE_PAGES = 200  # pages the state's key sample reads (~16,000 rows of a narrow table)
+SAMPLE_PAGES = 1000  # pages the key sample reads: ~80,000 rows of PersonIdentity, 12 ms for 1M here; ranges within ~6 %
 
 
 def _state_cuts(conn: psycopg.Connection, spec: ObjectSpec, target: sql.Composable, scope_sql: sql.Composable,
