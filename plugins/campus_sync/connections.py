@@ -60,8 +60,9 @@ def take(side: str, dsn: str) -> psycopg.Connection | None:
         if conn is None:
             return None
         try:
+            conn.autocommit = True  # one round trip: no BEGIN, no ROLLBACK
             conn.execute("SELECT 1")
-            conn.rollback()
+            conn.autocommit = False
             return conn
         except psycopg.Error:
             conn.close()
