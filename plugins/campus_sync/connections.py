@@ -64,11 +64,10 @@ def take(side: str, dsn: str) -> psycopg.Connection | None:
             conn.execute("SELECT 1")
             conn.autocommit = False
             return conn
-        except psycopg.Error:
+        except BaseException as exc:  # dead: try the next one; interrupted: close it, then stop
             conn.close()
-        except BaseException:
-            conn.close()
-            raise
+            if not isinstance(exc, psycopg.Error):
+                raise
     return None
 
 

@@ -432,21 +432,18 @@ def _compare_digests(graph: Hierarchy, spec: ObjectSpec, scope: Scope, source: p
         raise EmptySourceError(
             f"refused: district {scope_params[0]} has no accepted {spec.name} rows ({rows} in scope, "
             f"all refused or none) but the state holds {comparable}; nothing was written; {CONFIRM_HINT}")
+    counted = digest.Digest(1)  # the district's counts, without buckets
+    counted.rows, counted.reasons = rows, reasons
     if (accepted, district_xor) == (comparable, state_xor):  # nothing differs
-        district = digest.Digest(1)
-        district.rows = rows
-        district.reasons = reasons
-        return district, held, Wanted(1, []), scope_sql
+        return counted, held, Wanted(1, []), scope_sql
     if digest.integer_key(spec):  # one integer key column: the keys that differ, exactly
-        district = digest.Digest(1)
-        district.rows, district.reasons = rows, reasons
         found = keydiff.differing_keys(source, cur, spec, query, target, scope_sql, scope_params, pool,
                                        max(accepted, comparable),
                                        min((accepted + comparable) // 2, digest.ROWS_MAX),
                                        lambda: _reading(spec))
         if found is None:  # most of it differs: copying everything is cheaper
-            return district, held, None, scope_sql
-        return district, held, Wanted(0, [], found.keys, found.gone, found.added), scope_sql
+            return counted, held, None, scope_sql
+        return counted, held, Wanted(0, [], found.keys, found.gone, found.added), scope_sql
     source.execute("SELECT set_config('work_mem', %s, true)", (DIGEST_MEMORY,))
     buckets = digest.bucket_count(max(accepted, comparable))
     at_district = pool.submit(digest.district_digest, source, spec, query, buckets)

@@ -24,6 +24,7 @@ be staged and refused as `null_key`.
 from __future__ import annotations
 
 import importlib
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -116,8 +117,9 @@ def compare(district: bytes, state: bytes) -> Diff:
 
     dk, dh = _sorted(district)
     sk, sh = _sorted(state)
-    if len(dk) == len(sk) and np.array_equal(dk, sk) and (len(sk) < 2 or bool(np.all(sk[1:] > sk[:-1]))):
-        return Diff(dk[dh != sh].astype(np.int64).tolist(), [], 0)  # the same keys, once each: changes only
+    # the state's keys are unique (its primary key): equal key arrays are the same keys, once each
+    if np.array_equal(dk, sk):
+        return Diff(dk[dh != sh].astype(np.int64).tolist(), [], 0)  # changed rows only
     once = np.ones(len(dk), dtype=bool)
     if len(dk) > 1:
         twice = dk[1:] == dk[:-1]
@@ -133,8 +135,6 @@ def compare(district: bytes, state: bytes) -> Diff:
     if len(dk):
         at = np.minimum(np.searchsorted(dk, sk), len(dk) - 1)
         gone = sk[dk[at] != sk]
-    if len(sk) > 1:  # a key the state holds twice (its primary key forbids it) differs too
-        gone = np.union1d(gone, sk[1:][sk[1:] == sk[:-1]])
     return Diff(np.union1d(dk[~same], gone).astype(np.int64).tolist(), gone.astype(np.int64).tolist(),
                 int(np.count_nonzero(once & ~held)))
 
@@ -198,8 +198,8 @@ def differing_keys(source: psycopg.Connection, cur: psycopg.Cursor, spec: Object
     None once more than `limit` differ (copying everything is then cheaper). `rows` (the larger
     side's count) decides how many key ranges; each range's two queries run side by side
     (the district's on `pool`). `reading` wraps the district's queries (names a broken extract)."""
-    # numpy's import (~0.09 s) overlaps the first queries instead of following them
-    threading.Thread(target=importlib.import_module, args=("numpy",), daemon=True).start()
+    if "numpy" not in sys.modules:  # its import (~0.09 s) overlaps the first queries
+        threading.Thread(target=importlib.import_module, args=("numpy",), daemon=True).start()
     parts = max(1, -(-rows // PART_ROWS))
     ranges: list[tuple[int, int] | None] = [None]
     if parts > 1:
@@ -208,15 +208,18 @@ def differing_keys(source: psycopg.Connection, cur: psycopg.Cursor, spec: Object
         cuts = _state_cuts(cur.connection, spec, target, scope_sql, scope_params, parts)
         with reading():
             ranges = key_bounds(at_district.result(), state, parts, cuts)
-    found = Diff([], [], 0)
+    keys: list = []
+    gone: list[int] = []
+    added = 0
     for i, bounds in enumerate(ranges):
         at_district = pool.submit(district_pairs, source, spec, source_query, bounds, i == 0)
         at_state = state_pairs(cur.connection, spec, target, scope_sql, scope_params, bounds)
         with reading():
             pairs, nulls = at_district.result()
         part = compare(pairs, at_state)
-        found = Diff(found.keys + part.keys + ([None] if nulls else []), found.gone + part.gone,
-                     found.added + part.added)
-        if len(found.keys) > limit:
+        keys.extend(part.keys + [None] * bool(nulls))
+        gone.extend(part.gone)
+        added += part.added
+        if len(keys) > limit:
             return None
-    return found
+    return Diff(keys, gone, added)
