@@ -98,9 +98,10 @@ def parse(path: Path) -> Config:
                  for k in unknown]
         raise ConfigError(f"{path}: unknown setting {', '.join(hints)}")
     schedule = doc.get("full_resync_schedule", "0 2 * * 0")
-    if not isinstance(schedule, str) or not _valid_cron(schedule):
-        raise ConfigError(f"{path}: 'full_resync_schedule' {schedule!r} is not a valid cron expression "
-                          "(five fields, e.g. '0 2 * * 0', or a preset like '@weekly')")
+    problem = schedule_problem(schedule) if isinstance(schedule, str) else f"is not a valid cron expression{CRON_HINT}"
+    if problem:
+        raise ConfigError(f"{path}: 'full_resync_schedule' {schedule!r} {problem}")
+    schedule = schedule.strip()
     embedded = doc.get("embedded_postgres", False)
     if not isinstance(embedded, bool):
         raise ConfigError(f"{path}: 'embedded_postgres' must be true or false")
@@ -136,6 +137,7 @@ def parse(path: Path) -> Config:
         if extra:
             raise ConfigError(f"{path}: districts[{i}]: unknown field {', '.join(map(repr, extra))}")
         districts.append(District(did, str(d.get("name", did)), conn_id))
+    _refuse_shared_connections(path, state_conn, districts)
     return Config(
         state=state,
         full_resync_schedule=schedule,
@@ -150,14 +152,65 @@ def parse(path: Path) -> Config:
     )
 
 
-def _valid_cron(expr: str) -> bool:
-    from croniter import croniter
+def connection_env_var(conn_id: str) -> str:
+    """The environment variable Airflow reads a connection from: `AIRFLOW_CONN_` + the id
+    upper-cased (`EnvironmentVariablesBackend.get_conn_value`). Ids that differ only in case
+    are one connection there, so the package compares connection ids by this name."""
+    return "AIRFLOW_CONN_" + conn_id.upper()
 
-    return bool(expr.strip()) and croniter.is_valid(expr.strip())
+
+def _refuse_shared_connections(path: Path, state_conn: str, districts: list[District]) -> None:
+    """Two districts on one connection would load one district's rows under both ids (the
+    state would hold them twice); a district on the state's connection would read the state."""
+    owner: dict[str, District] = {}
+    state_var = connection_env_var(state_conn)
+    for d in sorted(districts, key=lambda x: x.id):
+        var = connection_env_var(d.conn_id)
+        if var == state_var:
+            raise ConfigError(f"{path}: district {d.id} reads connection {d.conn_id!r}, which is the state's "
+                              f"(state_conn_id {state_conn!r}; both are {var}): give the district its own conn_id")
+        first = owner.setdefault(var, d)
+        if first is not d:
+            raise ConfigError(f"{path}: districts {first.id} and {d.id} read the same database: connections "
+                              f"{first.conn_id!r} and {d.conn_id!r} are both {var} to Airflow (connection ids "
+                              "ignore case); give each district its own conn_id")
 
 
-# ----------------------------------------------------------------- attendance refresh (issue 13)
-# Seed 003: the district's Attendance Aggregation Refresh runs before AttDayAggregation syncs.
+# Airflow's cron presets (airflow.utils.dates.cron_presets), which the DAG's CronTriggerTimetable
+# expands before croniter sees the expression; a test keeps the two equal.
+CRON_PRESETS = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@weekly": "0 0 * * 0",
+                "@monthly": "0 0 1 * *", "@quarterly": "0 0 1 */3 *", "@yearly": "0 0 1 1 *"}
+
+
+CRON_HINT = " (five fields, e.g. '0 2 * * 0', or a preset like '@weekly')"
+
+
+def schedule_problem(expr: str) -> str | None:
+    """What stops the weekly DAG's timetable from running `expr`, or None.
+
+    croniter alone accepts more than the schedule can use: six or seven fields (read as
+    seconds and year) and dates that never come ("0 2 31 2 *", February 31st), which the
+    timetable only finds when it looks for the next run (CroniterBadDateError), so the resync
+    would silently never run."""
+    from croniter import CroniterBadDateError, CroniterError, croniter
+
+    text = CRON_PRESETS.get(expr.strip(), expr.strip())
+    try:
+        it = croniter(text, dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc))
+    except (CroniterError, ValueError, KeyError, TypeError):
+        return f"is not a valid cron expression{CRON_HINT}"
+    if len(it.expanded) != 5:
+        return (f"has {len(it.expanded)} fields; the schedule takes five (minute hour day month weekday), "
+                "e.g. '0 2 * * 0', or a preset like '@weekly'")
+    try:
+        it.get_next(dt.datetime)
+    except CroniterBadDateError:
+        return "never runs: no date matches it (e.g. February 30th), so the weekly resync would never start"
+    return None
+
+
+# ----------------------------------------------------------------- attendance refresh
+# The district's Attendance Aggregation Refresh runs before AttDayAggregation syncs.
 # Real districts have their own routine, so the statement is per deployment; the demo's
 # (include/sql/demo/attendance_refresh.sql) is the default. It runs at the district with bound
 # parameters only: %(end_year)s (the request's school year) and optionally %(district_id)s.

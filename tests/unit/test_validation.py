@@ -27,6 +27,7 @@ BAD = FIXTURES / "bad_hierarchy"
     ("year_inconsistent", ["'Enrollment'", "syncs for previous year but its ancestor 'Calendar' does not"]),
     ("bad_selective_key", ["selective_key 'personID' is not a declared column"]),
     ("no_objects_list", ["no_objects_list.yaml", "top-level 'objects:' list"]),
+    ("duplicate_key", ["duplicate_key.yaml", "not valid YAML", "duplicate key 'parents' on line 8 (first on line 5)"]),
 ])
 def test_bad_fixture(fixture, expected):
     with pytest.raises(HierarchyError) as err:
@@ -59,4 +60,4 @@ def test_all_problems_listed_at_once(tmp_path):
 
 def test_every_bad_fixture_is_tested():
     tested = {p.stem for p in BAD.glob("*.yaml")}
-    assert len(tested) == 14
+    assert len(tested) == 15

@@ -148,9 +148,12 @@ def _parse_entry(entry: Any, where: str, problems: list[str]) -> ObjectSpec | No
     )
 
 
-class _NoAliasLoader(yaml.SafeLoader):
-    """SafeLoader that refuses anchors and aliases: a few hundred bytes of nested aliases
-    ("billion laughs") expand to gigabytes, and the hierarchy never needs them."""
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses anchors, aliases and duplicate keys.
+
+    Anchors and aliases: a few hundred bytes of nested aliases ("billion laughs") expand to
+    gigabytes, and no file the package reads needs them. Duplicate keys: PyYAML keeps the last
+    one silently, so a second `districts:` or `parents:` would replace the first unnoticed."""
 
     def compose_node(self, parent, index):  # type: ignore[override]
         if self.check_event(yaml.AliasEvent):
@@ -162,12 +165,31 @@ class _NoAliasLoader(yaml.SafeLoader):
             raise yaml.YAMLError(f"anchors (&{anchor}) are not allowed, line {event.start_mark.line + 1}")
         return super().compose_node(parent, index)
 
+    def construct_mapping(self, node, deep=False):  # type: ignore[override]
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<`: SafeLoader merges it
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                try:
+                    if key in seen:
+                        raise yaml.YAMLError(f"duplicate key {key!r} on line {line} (first on line {seen[key]}):"
+                                             " a key may appear only once in a mapping")
+                    seen[key] = line
+                except TypeError:  # an unhashable key: SafeLoader itself refuses it below
+                    continue
+        return super().construct_mapping(node, deep)
+
 
 def safe_load_plain(text: str, name: str) -> Any:
-    """yaml.safe_load without anchors/aliases and with a size bound (`name` is for messages)."""
+    """yaml.safe_load without anchors/aliases or duplicate keys, and with a size bound
+    (`name` is for messages). Every YAML file a user edits (configuration, hierarchy) is read
+    with it."""
     if len(text) > MAX_YAML_BYTES:
-        raise yaml.YAMLError(f"{len(text)} bytes is more than the {MAX_YAML_BYTES} a hierarchy file may have")
-    return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+        raise yaml.YAMLError(f"{len(text)} bytes is more than the {MAX_YAML_BYTES} a YAML file may have")
+    return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 def read_specs(path: Path) -> tuple[list[ObjectSpec], list[str]]:
