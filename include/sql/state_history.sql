@@ -49,3 +49,5 @@ CREATE INDEX IF NOT EXISTS batch_result_last_idx ON sync.batch_result (district_
 -- an Airflow DAG run. Status also takes 'abandoned'.
 ALTER TABLE sync.batch ADD COLUMN IF NOT EXISTS owner jsonb;
 CREATE INDEX IF NOT EXISTS batch_running_idx ON sync.batch (id) WHERE status = 'running';
+-- The gray rows (objects not finished), found by every reap (liveness.py) without a scan.
+CREATE INDEX IF NOT EXISTS batch_result_gray_idx ON sync.batch_result (batch_id) WHERE status = 'gray';

@@ -6,6 +6,11 @@ Shape of every resync DAG:
           │              one task per object, wired parent → child from the hierarchy
           └────────────► every object task (so it can skip the objects outside the plan)
 
+finish_request (`all_done`) is downstream of *every* task of the group, not only its leaves: a
+partial resync has the scheduler skip the unplanned objects at once, leaves included, so with
+leaf edges only the request would close (and the run succeed) while planned objects were still
+queued. It is the run's only leaf, so the run fails exactly when it does (an object failed).
+
 Inside the group each task depends on the same district's parent tasks (and the ancestors whose
 keys it carries) only, so one slow or failing district does not hold the others back; a failed object's descendants in that district
 end `upstream_failed` (recorded as not_run).
@@ -211,22 +216,6 @@ def build_resync_dag(dag_id: str, *, kind: str, objects: Iterable[str], params: 
             except engine.SyncError as exc:  # not transient: do not retry
                 raise AirflowFailException(str(exc)) from None
 
-        units = start_request()
-        start = units.operator
-
-        @task_group(group_id=GROUP)
-        def district(unit: dict) -> None:
-            made = {}
-            for name in names:
-                made[name] = sync_object.override(task_id=name)(name, unit)
-                start >> made[name]
-                for parent in upstream_objects(graph, name):
-                    if parent in present:
-                        made[parent] >> made[name]
-            if refresh:
-                refresh_task = attendance_refresh_task(unit)
-                start >> refresh_task >> made[attendance.AGGREGATE]
-
         @task(task_id="finish_request", trigger_rule="all_done", multiple_outputs=False, **BOOKKEEPING_ARGS)
         def finish_request(units: list[dict] | None):
             """Write the history rows from every object's XCom and fail the run if any failed."""
@@ -261,8 +250,25 @@ def build_resync_dag(dag_id: str, *, kind: str, objects: Iterable[str], params: 
                 raise AirflowFailException(f"objects failed: {', '.join(summary['failed'])}")
             return summary
 
-        group = district.expand(unit=units)
-        group >> finish_request(units)
+        units = start_request()
+        start = units.operator
+        finish = finish_request(units)
+
+        @task_group(group_id=GROUP)
+        def district(unit: dict) -> None:
+            made = {}
+            for name in names:
+                made[name] = sync_object.override(task_id=name)(name, unit)
+                start >> made[name] >> finish  # finish waits for every object, not the leaves only
+                for parent in upstream_objects(graph, name):
+                    if parent in present:
+                        made[parent] >> made[name]
+            if refresh:
+                refresh_task = attendance_refresh_task(unit)
+                start >> refresh_task >> made[attendance.AGGREGATE]
+                refresh_task >> finish
+
+        district.expand(unit=units)
     return dag
 
 

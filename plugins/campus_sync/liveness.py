@@ -17,7 +17,9 @@ A batch records who runs it (`sync.batch.owner`):
 `reap()` runs at the start of every request (inside Airflow, asking through the task's execution
 API) and in `campus-sync history` / `history clear` (asking Airflow's metadata database when it
 is reachable). An abandoned batch's unfinished object rows (gray) become `abandoned` too, so the
-Resync results never stay gray; `history clear` removes abandoned batches like finished ones.
+Resync results never stay gray; so do the gray rows of a finished batch whose run is gone (its
+request was closed before the object's task ended). `history clear` removes abandoned batches
+like finished ones.
 """
 
 from __future__ import annotations
@@ -55,27 +57,23 @@ def current_owner(dag_id: str | None, run_id: str | None) -> dict:
 def reap(conn: psycopg.Connection, dagrun_state: DagRunState | None = None, *, commit: bool = True) -> list[int]:
     """Close every `running` batch whose run is gone as `abandoned`; return their ids. With
     commit=False the caller's transaction carries the change (create_batch commits it with the
-    new request, and the request's alerts keep the same now())."""
-    running = conn.execute("SELECT id, owner, dag_id, run_id FROM sync.batch WHERE status = 'running'"
-                           " ORDER BY id").fetchall()
+    new request, and the request's alerts keep the same now()).
+
+    A finished batch whose run is gone but which still shows an object gray (its request was
+    closed before that object's task ended) gets that row closed as `abandoned` too, and a
+    `complete` one becomes `failed`: a result row never stays without an end."""
+    running = conn.execute(
+        "SELECT id, owner, dag_id, run_id, status FROM sync.batch WHERE status = 'running'"
+        " OR id IN (SELECT batch_id FROM sync.batch_result WHERE status = 'gray') ORDER BY id").fetchall()
     dead: dict[int, str] = {}
-    for batch_id, owner, dag_id, run_id in running:
-        owner = owner or {}
-        if "backend_pid" in owner:
-            alive = conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s AND backend_start = %s::timestamptz",
-                                 (owner["backend_pid"], owner["backend_start"])).fetchone()
-            if not alive:
-                dead[batch_id] = (f"its process ({owner.get('host')} pid {owner.get('pid')}) ended without "
-                                  "finishing the request")
-        elif dagrun_state is not None and (owner.get("dag_id") or dag_id):
-            d, r = owner.get("dag_id") or dag_id, owner.get("run_id") or run_id
-            try:
-                state = dagrun_state(d, r)
-            except Exception:  # noqa: BLE001 - Airflow unreachable: cannot tell, leave it
-                state = None
-            state = getattr(state, "value", state)
-            if state in FINAL_RUN_STATES:
-                dead[batch_id] = f"its Airflow run {d} / {r} ended {state} without finishing the request"
+    for batch_id, owner, dag_id, run_id, status in running:
+        reason = _gone(conn, owner or {}, dag_id, run_id, dagrun_state)
+        if reason is None:
+            continue
+        if status == "running":
+            dead[batch_id] = reason
+        else:
+            _close_left_results(conn, batch_id)
     for batch_id, reason in dead.items():
         conn.execute("UPDATE sync.batch_result SET status = 'abandoned', finished_at = now(),"
                      " message = coalesce(message, %s) WHERE batch_id = %s AND status = 'gray'",
@@ -86,6 +84,41 @@ def reap(conn: psycopg.Connection, dagrun_state: DagRunState | None = None, *, c
     if commit:
         conn.commit()
     return sorted(dead)
+
+
+LEFT_WITHOUT_END = "its task ended without recording a result (the request was already closed)"
+
+
+def _close_left_results(conn: psycopg.Connection, batch_id: int) -> None:
+    """Close a finished batch's gray rows as abandoned; the request did not complete them."""
+    left = conn.execute("UPDATE sync.batch_result SET status = 'abandoned', finished_at = now(),"
+                        " message = coalesce(message, %s) WHERE batch_id = %s AND status = 'gray'"
+                        " RETURNING district_id || ':' || object", (LEFT_WITHOUT_END, batch_id)).fetchall()
+    conn.execute("UPDATE sync.batch SET status = CASE status WHEN 'complete' THEN 'failed' ELSE status END,"
+                 " details = details || jsonb_build_object('abandoned_objects', %s::jsonb) WHERE id = %s",
+                 (json.dumps(sorted(r[0] for r in left)), batch_id))
+
+
+def _gone(conn: psycopg.Connection, owner: dict, dag_id: str | None, run_id: str | None,
+          dagrun_state: DagRunState | None) -> str | None:
+    """Why the batch's run is gone, or None while it is alive or nobody can tell."""
+    if "backend_pid" in owner:
+        alive = conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s AND backend_start = %s::timestamptz",
+                             (owner["backend_pid"], owner["backend_start"])).fetchone()
+        if alive:
+            return None
+        return f"its process ({owner.get('host')} pid {owner.get('pid')}) ended without finishing the request"
+    d, r = owner.get("dag_id") or dag_id, owner.get("run_id") or run_id
+    if dagrun_state is None or not d:
+        return None
+    try:
+        state = dagrun_state(d, r)
+    except Exception:  # noqa: BLE001 - Airflow unreachable: cannot tell, leave it
+        return None
+    state = getattr(state, "value", state)
+    if state in FINAL_RUN_STATES:
+        return f"its Airflow run {d} / {r} ended {state} without finishing the request"
+    return None
 
 
 def ambient_dagrun_state() -> DagRunState | None:

@@ -86,8 +86,11 @@ def run_object(name: str, unit: dict) -> dict[str, Any]:
     return result.to_dict()
 
 
+LEFT_WITHOUT_RESULT = "its task ended without recording a result"
+
+
 def finish_request(units: list[dict], outcomes: dict[tuple[str, int], tuple[str | None, dict | None]]) -> dict:
-    """Write every object's final row and close the batch.
+    """Write every object's final row and close the batch (after every object task has ended).
 
     `outcomes` maps (object, map index) to (task state, XCom result). Returns a summary with
     the failed and not-run objects so the caller can fail the run.
@@ -113,6 +116,12 @@ def finish_request(units: list[dict], outcomes: dict[tuple[str, int], tuple[str 
                 history.record_result(conn, batch_id, {"district_id": district, "object": name},
                                       status="not_run", message=attendance.not_run_message(name, idx, outcomes)
                                       or "an ancestor object failed")
+        # Every object task has ended (finish_request runs after all of them), so a row still gray
+        # is one whose task died without a word (e.g. its instance was removed): it has an end too.
+        left = conn.execute("UPDATE sync.batch_result SET status = 'abandoned', finished_at = now(),"
+                            " message = coalesce(message, %s) WHERE batch_id = %s AND status = 'gray'"
+                            " RETURNING district_id, object", (LEFT_WITHOUT_RESULT, batch_id)).fetchall()
+        failed.extend(f"{d}:{o}" for d, o in sorted(left))
         status = "failed" if failed else "complete"
         history.finish_batch(conn, batch_id, status, {"failed": failed, "not_run": not_run})
     return {"batch_id": batch_id, "status": status, "failed": failed, "not_run": not_run}
