@@ -35,7 +35,7 @@ if _objects:
         objects=_graph.plan(_objects, True, "current", _cfg.state).objects,
         schedule=None,
         params={
-            "districts": district_param(list(_cfg.district_ids)),
+            "districts": district_param(_cfg.districts),
             "check_dependencies": Param(
                 True, type="boolean", title="Check Dependencies",
                 description="Also resync every ancestor (parent object) of the attendance objects.",

@@ -45,7 +45,7 @@ dag = build_resync_dag(
             True, type="boolean", title="Check Dependencies",
             description="Also resync every ancestor (parent object) of the chosen objects.",
         ),
-        "districts": district_param(list(_cfg.district_ids)),
+        "districts": district_param(_cfg.districts),
         "school_year": Param(
             "current", type="string", enum=["current", "previous", "next"], title="School year",
             description="previous/next offer only objects tied to and configured for that year.",

@@ -104,16 +104,21 @@ def confirm_deletes_param() -> Param:
     )
 
 
-def district_param(district_labels: list[str], default: list[str] | None = None) -> Param:
+def district_param(districts: Iterable[config.District], default: list[str] | None = None) -> Param:
     """Districts multi-select; empty (or null) means every district, so not marked required.
 
-    The Airflow 3 form marks a field required unless its schema type allows null.
+    The form lists each district by its label ("0101 Abbott Independent", `values_display`) and
+    sends its id, so a run's conf (from the form, the page or the CLI) holds ids, as the schema
+    expects. The Airflow 3 form marks a field required unless its schema type allows null.
     """
+    districts = list(districts)
+    ids = [d.id for d in districts]
     return Param(
         default if default is not None else [],
         type=["array", "null"],
-        items={"type": "string", "enum": district_labels},
-        examples=district_labels,
+        items={"type": "string", "enum": ids},
+        examples=ids,
+        values_display={d.id: d.label for d in districts},
         title="Districts",
         description="Districts to resync (empty: every configured district).",
     )

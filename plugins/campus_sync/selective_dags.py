@@ -146,7 +146,7 @@ def build_verification_dag(dag_id: str = "campus_verification_summary", *, doc_m
         catchup=False,
         max_active_runs=1,
         params={
-            "districts": district_param(list(cfg.district_ids)),
+            "districts": district_param(cfg.districts),
             "heal": Param(False, type="boolean", title="Heal",
                           description="Resync the mismatched PersonIdentity/Enrollment records (and their "
                                       "child objects) by selective sync, then verify again."),

@@ -80,6 +80,31 @@ def test_districts_field_not_required(dagbag):
             dagbag.get_dag(dag_id).params.get_param("districts").resolve(value)
 
 
+def test_districts_field_shows_labels_and_sends_ids(dagbag):
+    """The form lists "0101 Abbott Independent", not bare ids; the values it sends (and the page
+    and the CLI send) stay the ids, which the serialized DAG (what the API server validates a
+    trigger with) accepts and start_request parses."""
+    from airflow.sdk.exceptions import ParamValidationError
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    from campus_sync import config, requests
+
+    cfg = config.load()
+    labels = {"0101": "0101 Abbott Independent", "0102": "0102 Campus County Public Schools"}
+    for dag_id in ("campus_full_resync", "campus_partial_resync", "campus_verification_summary"):
+        served = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dagbag.get_dag(dag_id)))
+        schema = served.params.get_param("districts").schema
+        assert schema["values_display"] == labels, (dag_id, schema)
+        assert schema["examples"] == schema["items"]["enum"] == ["0101", "0102"], (dag_id, schema)
+        base = {"objects": ["School"]} if dag_id == "campus_partial_resync" else {}
+        sent = served.params.deep_merge({**base, "districts": ["0102", "0101"]}).validate()["districts"]
+        assert requests.parse_districts(cfg, sent) == ("0101", "0102")
+        with pytest.raises(ParamValidationError, match="'0999' is not one of"):
+            served.params.deep_merge({**base, "districts": ["0999"]}).validate()
+    single = dagbag.get_dag("campus_selective_sync").params.get_param("district").schema
+    assert single["values_display"] == labels and single["enum"] == ["0101", "0102"]
+
+
 def test_bench_floor_dag_has_the_full_resyncs_shape(dagbag, tmp_path):
     """`bench airflow --floor` measures Airflow's own per-task cost on a DAG of the same shape."""
     from airflow.dag_processing.dagbag import DagBag
