@@ -2,9 +2,18 @@
 
 One `LocalAirflow` is one Airflow deployment: an AIRFLOW_HOME (default `.campus_sync/airflow`),
 its metadata database on the project's embedded PostgreSQL (database `airflow_meta`, never
-SQLite), and the components started as background processes, each in its own process group with
-a pid file under `$AIRFLOW_HOME/run/` and its output in `$AIRFLOW_HOME/logs/<component>.log`, so
-`stop` ends exactly what `start` started. Every component gets the same environment: this
+SQLite), and the components started as background processes, each in its own session and process
+group with a pid file under `$AIRFLOW_HOME/run/` and its output in
+`$AIRFLOW_HOME/logs/<component>.log`, so `stop` ends exactly what `start` started.
+
+A component's processes do not all stay in its process group (a task's supervisor moves the task
+to a group of its own, BashOperator starts a session of its own), and a component killed with -9
+leaves its children running (the scheduler's log server and LocalExecutor workers). So each
+component is started with `CAMPUS_SYNC_AIRFLOW_COMPONENT=<home>::<component>` in its environment,
+which every descendant inherits: `stop`, and `start` before it replaces a dead component, find
+that component's processes by the tag, by the recorded process group and session, and as
+descendants of those, and end them all. The embedded PostgreSQL is never among them, even when
+a component happened to start it. Every component gets the same environment: this
 project's dags/ and plugins/, `CAMPUS_SYNC_CONFIG`, the API port (UI, REST and the execution API
 move together) and secrets kept in `$AIRFLOW_HOME/campus_sync_secrets.json` so JWTs and
 encrypted connections survive a restart.
@@ -38,10 +47,22 @@ META_DB = "airflow_meta"
 ADMIN = "admin"
 BASE_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 HEALTH_KEYS = {"scheduler": "scheduler", "dag-processor": "dag_processor", "triggerer": "triggerer"}
+KNOWN_COMPONENTS = ("redis", "celery-worker", *BASE_COMPONENTS)  # start order; stop goes in reverse
+TAG = "CAMPUS_SYNC_AIRFLOW_COMPONENT"  # <home>::<component>, inherited by every descendant
 
 
 class AirflowStartError(RuntimeError):
     """A component did not come up; the message names it and the tail of its log."""
+
+
+class AirflowStopError(RuntimeError):
+    """Processes of the deployment outlived SIGKILL (e.g. a task run as another user): named here."""
+
+    def __init__(self, survivors: dict[int, str], stopped: list[str]):
+        self.survivors = survivors
+        self.stopped = stopped
+        listing = "; ".join(f"pid {pid} ({what})" for pid, what in sorted(survivors.items()))
+        super().__init__(f"{len(survivors)} process(es) still running after SIGKILL: {listing}")
 
 
 def default_home() -> Path:
@@ -227,7 +248,7 @@ class LocalAirflow:
                 pid = int(self.pid_file(component).read_text().strip())
             except (OSError, ValueError):
                 pid = None
-            out[component] = pid if pid and _alive(pid) and _is_component(pid) else None
+            out[component] = pid if pid and _alive(pid) and _is_component(pid, self._tag(component)) else None
         return out
 
     def running(self) -> bool:
@@ -281,8 +302,9 @@ class LocalAirflow:
         with open(log, "ab") as out:
             out.write(f"\n---- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {component}\n".encode())
             out.flush()
-            proc = subprocess.Popen(self.command(component), env=env, cwd=self.home, stdout=out,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.Popen(self.command(component), env={**env, TAG: self._tag(component)}, cwd=self.home,
+                                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True)
         self.pid_file(component).write_text(f"{proc.pid}\n")
         return proc.pid
 
@@ -301,6 +323,9 @@ class LocalAirflow:
         if all(pids.values()):
             self.wait_healthy(timeout)
             return False
+        for component in KNOWN_COMPONENTS:  # a dead component's children would hold its ports
+            if not pids.get(component):
+                self._stop_leftovers(component)
         if not any(pids.values()):
             _check_port_free(self.port)
             if self.celery and not self.broker_url:
@@ -338,6 +363,7 @@ class LocalAirflow:
                 if left[component] <= 0:
                     raise AirflowStartError(f"{component} exited ({status}); see {log}:\n{_tail(log)}")
                 left[component] -= 1
+                self._stop_leftovers(component)
                 self._spawn(component, self.environment())
             if dead:  # look at the restarted ones again before believing any health report
                 time.sleep(1)
@@ -354,41 +380,121 @@ class LocalAirflow:
                                 f"logs in {self.log_dir}")
 
     def stop(self, timeout: float = 15) -> list[str]:
-        """SIGTERM every component's process group at once, SIGKILL what is left after `timeout`."""
-        groups: dict[str, int] = {}
-        for component in reversed(self._all_components()):
+        """End every process of the deployment; the components that had any, in stop order.
+
+        SIGTERM to each of its processes, SIGKILL to whatever is left after `timeout`, then a
+        last look: a process that outlived SIGKILL raises AirflowStopError naming it, and its
+        component's pid file is kept for the next try.
+        """
+        procs = self.leftovers()
+        self._terminate(procs, timeout)
+        survivors = self.leftovers()
+        for component in KNOWN_COMPONENTS:  # reap leaders that are our own children (tests)
             try:
-                pid = int(self.pid_file(component).read_text().strip())
-            except (OSError, ValueError):
-                continue
-            if (_alive(pid) and _is_component(pid)) or (not _alive(pid) and _group_has_live(pid)):
-                groups[component] = pid
-        for pid in groups.values():
-            _signal_group(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and any(_group_has_live(p) for p in groups.values()):
-            time.sleep(0.3)
-        for pid in groups.values():
-            if _group_has_live(pid):
-                _signal_group(pid, signal.SIGKILL)
-            try:  # reap when the group leader is our own child (tests)
-                os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
+                os.waitpid(int(self.pid_file(component).read_text().strip()), os.WNOHANG)
+            except (OSError, ValueError, ChildProcessError):
                 pass
-        for component in self._all_components():
-            self.pid_file(component).unlink(missing_ok=True)
+        kept = set(survivors.values())
+        for component in KNOWN_COMPONENTS:
+            if component not in kept:
+                self.pid_file(component).unlink(missing_ok=True)
+        stopped = [c for c in reversed(KNOWN_COMPONENTS) if c in set(procs.values())]
+        if survivors:
+            raise AirflowStopError({pid: f"{component}: {_cmdline(pid)}" for pid, component in survivors.items()},
+                                   stopped)
         self.state_file.unlink(missing_ok=True)
-        return list(groups)
+        return stopped
+
+    def leftovers(self, components: tuple[str, ...] = KNOWN_COMPONENTS) -> dict[int, str]:
+        """Live processes of this deployment's `components`: pid → component.
+
+        A process belongs to a component when it carries the component's tag, or sits in the
+        process group or session of the component's recorded leader (when that pid is not a
+        stranger's now), or descends from such a process. Never this process or its ancestors,
+        never a PostgreSQL server process.
+        """
+        table = _process_table()
+        prefix = self._tag("")
+        leaders: dict[int, str] = {}
+        for component in components:
+            pid = self._recorded_pid(component)
+            if pid and (pid not in table or _is_component(pid, self._tag(component))):
+                leaders[pid] = component
+        found: dict[int, str] = {}
+        for pid, proc in table.items():
+            tag = _environ_tag(pid)
+            if tag is not None and tag.startswith(prefix):
+                if tag[len(prefix):] in components:
+                    found[pid] = tag[len(prefix):]
+            elif tag is None and (proc.pgid in leaders or proc.sid in leaders):
+                found[pid] = leaders[proc.pgid if proc.pgid in leaders else proc.sid]
+        children: dict[int, list[int]] = {}
+        for pid, proc in table.items():
+            children.setdefault(proc.ppid, []).append(pid)
+        stack = list(found)
+        while stack:
+            parent = stack.pop()
+            for child in children.get(parent, ()):
+                if child not in found:
+                    found[child] = found[parent]
+                    stack.append(child)
+        spared = {pid for pid, proc in table.items() if proc.comm in ("postgres", "pg_ctl")}
+        me = os.getpid()
+        while me in table and me not in spared:
+            spared.add(me)
+            me = table[me].ppid
+        return {pid: component for pid, component in found.items() if pid not in spared}
+
+    def _stop_leftovers(self, component: str, timeout: float = 10) -> None:
+        """Before a dead component starts again: end what its previous run left (its log server,
+        executor workers, tasks), which would otherwise hold its ports and run twice."""
+        procs = self.leftovers((component,))
+        if not procs:
+            return
+        self._terminate(procs, timeout)
+        survivors = self.leftovers((component,))
+        with open(self.log_file(component), "a") as out:
+            out.write(f"\n---- {time.strftime('%Y-%m-%d %H:%M:%S')} stopped {len(procs) - len(survivors)} "
+                      f"processes left by the previous {component} (pids {' '.join(map(str, sorted(procs)))})\n")
+        if survivors:
+            listing = "; ".join(f"pid {pid} ({_cmdline(pid)})" for pid in sorted(survivors))
+            raise AirflowStartError(f"processes left by the previous {component} outlived SIGKILL: {listing}")
+
+    def _terminate(self, procs: dict[int, str], timeout: float) -> None:
+        """SIGTERM every one of `procs`, SIGKILL what is left of their components after `timeout`,
+        looking again each round for children started meanwhile."""
+        if not procs:
+            return
+        components = tuple(sorted(set(procs.values())))
+        for pid in procs:
+            _send(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(_alive(pid) for pid in procs):
+            time.sleep(0.2)
+        for _ in range(3):
+            left = self.leftovers(components)
+            if not left:
+                return
+            for pid in left:
+                _send(pid, signal.SIGKILL)
+            settle = time.monotonic() + 3
+            while time.monotonic() < settle and any(_alive(pid) for pid in left):
+                time.sleep(0.1)
+
+    def _tag(self, component: str) -> str:
+        return f"{self.home.resolve()}::{component}"
+
+    def _recorded_pid(self, component: str) -> int | None:
+        try:
+            return int(self.pid_file(component).read_text().strip())
+        except (OSError, ValueError):
+            return None
 
     def _recorded(self) -> dict:
         try:
             return json.loads(self.state_file.read_text())
         except (OSError, ValueError):
             return {}
-
-    def _all_components(self) -> list[str]:
-        known = ["redis", "celery-worker", *BASE_COMPONENTS]
-        return [c for c in known if self.pid_file(c).exists()]
 
     def summary(self) -> str:
         password = self.admin_password() or f"(see {self.password_file})"
@@ -435,8 +541,12 @@ def _wait_port(port: int, timeout: float, what: str, log: Path) -> None:
     raise AirflowStartError(f"{what} did not listen on port {port}; see {log}:\n{_tail(log)}")
 
 
-def _is_component(pid: int) -> bool:
-    """The pid still runs one of ours (not a recycled pid after a reboot)."""
+def _is_component(pid: int, tag: str | None = None) -> bool:
+    """The pid still runs our component (not a recycled pid): its environment carries `tag`; a
+    process without any tag counts when its command line looks like one of ours."""
+    found = _environ_tag(pid)
+    if found is not None:
+        return tag is None or found == tag
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
     except OSError:
@@ -444,21 +554,62 @@ def _is_component(pid: int) -> bool:
     return any(word in cmdline for word in ("airflow", "celery", "redis"))
 
 
-def _signal_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
+@dataclass(frozen=True)
+class _Proc:
+    pid: int
+    comm: str
+    ppid: int
+    pgid: int
+    sid: int
 
 
-def _group_has_live(pgid: int) -> bool:
+def _process_table() -> dict[int, _Proc]:
+    """Every live (not zombie) process: pid → name, parent, process group, session."""
+    out: dict[int, _Proc] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            stat = (entry / "stat").read_text()
         except OSError:
             continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[0] in ("Z", "X"):
+            continue
+        pid = int(entry.name)
+        out[pid] = _Proc(pid, comm, int(fields[1]), int(fields[2]), int(fields[3]))
+    return out
+
+
+def _environ_tag(pid: int) -> str | None:
+    """The process's CAMPUS_SYNC_AIRFLOW_COMPONENT (from the environment it started with)."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
+    key = TAG.encode() + b"="
+    for entry in environ.split(b"\0"):
+        if entry.startswith(key):
+            return entry[len(key):].decode(errors="replace")
+    return None
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        text = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return "?"
+    return text[:120] + ("..." if len(text) > 120 else "")
+
+
+def _send(pid: int, sig: int) -> None:
+    """Signal one process (not its group: a group may hold a process `leftovers` spares)."""
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):  # gone, or not ours to signal: seen as a survivor
+        pass
+
+
+def _group_has_live(pgid: int) -> bool:
+    return any(proc.pgid == pgid for proc in _process_table().values())

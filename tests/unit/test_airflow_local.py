@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import shutil
 import subprocess
+import sys
 import time
 
 import pytest
@@ -123,3 +125,147 @@ def test_a_component_that_keeps_dying_is_an_error_naming_its_exit_status(tmp_pat
         assert af.log_file("dag-processor").read_text().count("starting dag-processor") == 3
     finally:
         af.stop(timeout=5)
+
+
+# A stand-in for `airflow scheduler` with the process tree that matters when it dies: a log server
+# child in its process group holding a port (serve-logs), a worker that moves to its own process
+# group (as the task supervisor does with setpgid) and a task in its own session (as BashOperator's
+# subprocess does). It exits at once, like the scheduler, when the log server's port is taken.
+FAKE_SCHEDULER = r'''
+import os, socket, subprocess, sys, time
+port, record = int(sys.argv[1]), sys.argv[2]
+probe = socket.socket()
+try:
+    probe.bind(("127.0.0.1", port))
+except OSError as exc:
+    print(f"serve-logs: {exc}", flush=True)
+    sys.exit(1)
+probe.close()
+py = sys.executable
+serve_logs = subprocess.Popen([py, "-c", "import socket, time, sys; s = socket.socket(); "
+                               f"s.bind(('127.0.0.1', {port})); s.listen(); time.sleep(600)"])
+worker = subprocess.Popen([py, "-c", "import os, time; os.setpgid(0, 0); time.sleep(600)"])
+task = subprocess.Popen([py, "-c", "import time; time.sleep(600)"], start_new_session=True)
+with open(record, "a") as out:
+    out.write(f"{serve_logs.pid} {worker.pid} {task.pid}\n")
+while serve_logs.poll() is None:
+    time.sleep(0.2)
+sys.exit(1)
+'''
+
+
+class _TreeAirflow(_FakeAirflow):
+    """Every component a plain sleeper except the scheduler, which is FAKE_SCHEDULER."""
+
+    dies = 0
+    log_port = 0
+
+    def command(self, component: str) -> list[str]:
+        if component == "scheduler":
+            script = self.run_dir / "airflow_fake_scheduler.py"
+            script.write_text(FAKE_SCHEDULER)
+            return [sys.executable, str(script), str(self.log_port), str(self.run_dir / "scheduler.tree")]
+        return super().command(component)
+
+    def migrate(self, env: dict[str, str]) -> None:
+        pass
+
+
+@pytest.fixture
+def tree_airflow(tmp_path):
+    """A _TreeAirflow on free ports; whatever its schedulers started is killed at the end even
+    when the test fails, so a failing run leaves no sleeper behind."""
+    from campus_sync.airflow_local import free_port
+
+    af = _TreeAirflow(home=tmp_path, port=free_port())
+    af.log_port = free_port()
+    for d in (af.run_dir, af.log_dir):
+        d.mkdir(parents=True)
+    af.password_file.write_text('{"admin": "x"}')
+    yield af
+    tree = af.run_dir / "scheduler.tree"
+    for pid in (tree.read_text().split() if tree.exists() else []):
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _scheduler_children(af: _TreeAirflow, start: int) -> list[int]:
+    """The pids a scheduler stand-in started (`start`: 0 for the first start, 1 for the second)."""
+    deadline = time.monotonic() + 20
+    tree = af.run_dir / "scheduler.tree"
+    while time.monotonic() < deadline:
+        lines = tree.read_text().splitlines() if tree.exists() else []
+        if len(lines) > start:
+            return [int(p) for p in lines[start].split()]
+        time.sleep(0.2)
+    raise AssertionError("the scheduler stand-in did not start its children")
+
+
+def _kill_hard(pid: int) -> None:
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)  # our child: reap it so it is gone, not a zombie
+
+
+def test_a_restart_after_a_killed_scheduler_stops_what_it_left_behind(tree_airflow):
+    af = tree_airflow
+    try:
+        assert af.start(timeout=30)
+        orphans = _scheduler_children(af, 0)
+        assert all(_alive(p) for p in orphans)
+        _kill_hard(af.pids()["scheduler"])  # kill -9 mid-run
+        assert all(_alive(p) for p in orphans)  # its log server, worker and task live on
+        assert af.start(timeout=30)  # only the scheduler is started again, after its leftovers are stopped
+        assert not any(_alive(p) for p in orphans)
+        log = af.log_file("scheduler").read_text()
+        assert "address already in use" not in log.lower()
+        assert "stopped 3 processes left by the previous scheduler" in log
+        assert af.running()
+        second = _scheduler_children(af, 1)
+        assert all(_alive(p) for p in second)
+    finally:
+        af.stop(timeout=5)
+    assert not any(_alive(p) for p in second)
+    assert af.leftovers() == {}
+
+
+def test_stop_finds_processes_of_a_component_that_died_before(tree_airflow):
+    """A scheduler killed with -9 and never restarted: `stop` still ends its whole tree."""
+    af = tree_airflow
+    try:
+        af.start(timeout=30)
+        orphans = _scheduler_children(af, 0)
+        _kill_hard(af.pids()["scheduler"])
+        af.pid_file("scheduler").unlink()  # even without its pid file
+    finally:
+        stopped = af.stop(timeout=5)
+    assert "scheduler" in stopped
+    assert not any(_alive(p) for p in orphans)
+    assert af.leftovers() == {}
+
+
+def test_airflow_stop_fails_naming_a_process_that_survives(tree_airflow, monkeypatch, capsys):
+    """A process the stop cannot signal (a task run as another user gets EPERM): `campus-sync
+    airflow stop` exits 1 naming it and keeps its pid file; the next stop ends it."""
+    from campus_sync import airflow_local
+    from campus_sync.cli import main
+
+    af = tree_airflow
+    af.start(timeout=30)
+    serve_logs, _, task = _scheduler_children(af, 0)
+    real_send = airflow_local._send
+    monkeypatch.setattr(airflow_local, "_send", lambda pid, sig: None if pid == task else real_send(pid, sig))
+    try:
+        assert main(["airflow", "stop", "--home", str(af.home), "--timeout", "2"]) == 1
+        err = capsys.readouterr().err
+        assert f"pid {task} (scheduler: " in err and "still running after SIGKILL" in err
+        assert not _alive(serve_logs) and _alive(task)
+        assert af.pid_file("scheduler").exists()
+    finally:
+        monkeypatch.setattr(airflow_local, "_send", real_send)
+    assert main(["airflow", "stop", "--home", str(af.home)]) == 0
+    assert "nothing of it is left running" in capsys.readouterr().out
+    assert not _alive(task) and af.leftovers() == {}
+    assert main(["airflow", "stop", "--home", str(af.home)]) == 0
+    assert "nothing running" in capsys.readouterr().out

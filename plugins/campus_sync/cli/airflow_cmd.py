@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "configuration; metadata on the embedded PostgreSQL (database airflow_meta).")
     asub = a.add_subparsers(dest="airflow_command", required=True, metavar="ACTION")
     for name, func, help_ in (("start", cmd_start, "start in the background (harmless when running)"),
-                              ("stop", cmd_stop, "stop exactly the processes `start` started"),
+                              ("stop", cmd_stop, "stop every process `start` started (and their children); exit 1 if any survives"),
                               ("status", cmd_status, "which components run, the address and login")):
         p = asub.add_parser(name, help=help_)
         p.add_argument("--home", help="AIRFLOW_HOME (default .campus_sync/airflow)")
@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             p.add_argument("--broker-url", help="CeleryExecutor: broker (default: start redis-server on loopback)")
             p.add_argument("--redis-port", type=int, default=int(os.environ.get("AIRFLOW_REDIS_PORT") or 6379))
             p.add_argument("--timeout", type=float, default=300, help="seconds to wait for healthy components")
+        if name == "stop":
+            p.add_argument("--timeout", type=float, default=15,
+                           help="seconds between SIGTERM and SIGKILL (default 15)")
         p.set_defaults(func=func)
 
 
@@ -69,9 +72,17 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
+    """Stop, then look again: exit 1 naming every process of the deployment still alive."""
+    from campus_sync.airflow_local import AirflowStopError
+    from campus_sync.cli import CliError
+
     af = _deployment(args)
-    stopped = af.stop()
-    print(f"stopped {', '.join(stopped)}" if stopped else f"nothing running in {af.home}")
+    try:
+        stopped = af.stop(timeout=args.timeout)
+    except AirflowStopError as exc:
+        raise CliError(f"Airflow in {af.home} not stopped: {exc}") from None
+    print(f"stopped {', '.join(stopped)}; nothing of it is left running" if stopped
+          else f"nothing running in {af.home}")
     return 0
 
 
