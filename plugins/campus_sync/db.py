@@ -44,6 +44,43 @@ def home() -> Path:
     return Path(os.environ.get("CAMPUS_SYNC_HOME", paths.PROJECT_ROOT / ".campus_sync"))
 
 
+def ensure_runtime_dir() -> None:
+    """Give this process (and its children) a private XDG_RUNTIME_DIR before pgserver is imported.
+
+    pgserver keeps its inter-process lock in platformdirs' user runtime directory, computed when
+    pgserver is imported. platformdirs takes $XDG_RUNTIME_DIR only when it is a directory of ours
+    with mode 0700 below no directory others may replace; otherwise (unset in containers, cron,
+    ssh without a login session) it warns on stderr with `RuntimeDirWarning` and falls back to
+    /tmp/runtime-<uid>. Then `$CAMPUS_SYNC_HOME/runtime` is used instead, so every process of one
+    project home shares one lock. A directory the user's session provides is kept as it is.
+    """
+    import warnings
+
+    import platformdirs
+
+    def accepted() -> bool:
+        current = os.environ.get("XDG_RUNTIME_DIR")
+        if not current:
+            return False
+        with warnings.catch_warnings():  # the probe's own warning is the answer, not output
+            warnings.simplefilter("ignore")
+            chosen = Path(platformdirs.user_runtime_dir())
+        return chosen.is_relative_to(current)
+
+    if accepted():
+        return
+    runtime = home() / "runtime"
+    runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
+    runtime.chmod(0o700)
+    previous = os.environ.get("XDG_RUNTIME_DIR")
+    os.environ["XDG_RUNTIME_DIR"] = str(runtime)
+    if not accepted():  # e.g. a home below a world-writable directory: platformdirs says why
+        if previous is None:
+            os.environ.pop("XDG_RUNTIME_DIR")
+        else:
+            os.environ["XDG_RUNTIME_DIR"] = previous
+
+
 def libpq_dsn(conn, where: str) -> str:
     """A libpq conninfo from an Airflow Connection (host, port, login, password, schema=database,
     libpq keywords from extra). `where` names the definition in errors."""
@@ -91,6 +128,7 @@ def _from_airflow(conn_id: str) -> str | None:
 @functools.lru_cache(maxsize=1)
 def embedded_server():
     """Start (or attach to) the embedded PostgreSQL; it keeps running after this process."""
+    ensure_runtime_dir()
     import pgserver
 
     pgdata = home() / "pgdata"
@@ -106,6 +144,7 @@ def running_embedded_uri(database: str) -> str | None:
     Every Airflow task resolves its connections afresh, and get_server's attach (and the exit
     hook it registers) takes an inter-process file lock shared by every process using the
     server: measured here, it kept a LocalExecutor worker busy ~0.9 s longer per task."""
+    ensure_runtime_dir()
     from pgserver.utils import PostmasterInfo
 
     try:

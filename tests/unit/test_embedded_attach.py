@@ -28,3 +28,27 @@ def test_no_pid_file_or_dead_pid_means_not_running(tmp_path, monkeypatch):
     # a pid that cannot exist (above pid_max), otherwise a well-formed file
     pid_file.write_text("\n".join(["99999999", str(tmp_path), "1", "5432", str(tmp_path), "", "0 0", "ready", ""]))
     assert db.running_embedded_uri("campus_state") is None
+
+
+@pytest.mark.parametrize("runtime", ["unset", "wrong mode"])
+def test_dsn_prints_only_the_uri(server_dsn, tmp_path, runtime):
+    """`campus-sync dsn` writes the URI and nothing on stderr, whether XDG_RUNTIME_DIR is unset
+    (a container, cron, ssh without a login session) or not a private directory."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if os.environ.get("CAMPUS_SYNC_TEST_DSN"):
+        pytest.skip("an external test server: `dsn` does not touch the embedded one")
+    env = dict(os.environ)
+    env.pop("XDG_RUNTIME_DIR", None)
+    if runtime == "wrong mode":
+        shared = tmp_path / "shared"
+        shared.mkdir(mode=0o755)
+        shared.chmod(0o755)
+        env["XDG_RUNTIME_DIR"] = str(shared)
+    exe = Path(sys.executable).with_name("campus-sync")
+    proc = subprocess.run([str(exe), "dsn", "state"], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert proc.stdout.startswith("postgresql://") and proc.stdout.count("\n") == 1
