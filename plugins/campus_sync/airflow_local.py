@@ -49,6 +49,32 @@ BASE_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 HEALTH_KEYS = {"scheduler": "scheduler", "dag-processor": "dag_processor", "triggerer": "triggerer"}
 KNOWN_COMPONENTS = ("redis", "celery-worker", *BASE_COMPONENTS)  # start order; stop goes in reverse
 TAG = "CAMPUS_SYNC_AIRFLOW_COMPONENT"  # <home>::<component>, inherited by every descendant
+SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+
+# The settings that make this deployment what it is; an exported AIRFLOW__* of the same name is
+# replaced (and `start` says so). Every other AIRFLOW__* the user exports reaches every component.
+REQUIRED_SETTINGS = frozenset({
+    # this project's DAGs and plugins (the Resync State Data page)
+    "AIRFLOW__CORE__DAGS_FOLDER",
+    "AIRFLOW__CORE__PLUGINS_FOLDER",
+    # the metadata database on the embedded PostgreSQL, migrated by `start`: a shell-wide one may
+    # be another Airflow's, which `airflow db migrate` must never touch
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+    # the executor decides which components `start` runs (AIRFLOW_EXECUTOR / --executor), and a
+    # Celery broker whether it starts redis-server (--broker-url)
+    "AIRFLOW__CORE__EXECUTOR",
+    "AIRFLOW__CELERY__BROKER_URL",
+    # UI, REST and execution API on the port and host `start` health-checks (AIRFLOW_PORT / --port,
+    # --host); base_url's path would move the health endpoint
+    "AIRFLOW__API__PORT",
+    "AIRFLOW__API__HOST",
+    "AIRFLOW__API__BASE_URL",
+    "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
+    # the simple auth manager and its password file, where `start` reads the logins it prints
+    "AIRFLOW__CORE__AUTH_MANAGER",
+    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE",
+})
+DEFAULT_USERS = f"{ADMIN}:admin"
 
 
 class AirflowStartError(RuntimeError):
@@ -149,6 +175,7 @@ class LocalAirflow:
     def _secrets(self) -> dict[str, str]:
         """Secrets shared by every component, generated once per AIRFLOW_HOME."""
         path = self.home / "campus_sync_secrets.json"
+        self.home.mkdir(parents=True, exist_ok=True)
         if path.exists():
             return json.loads(path.read_text())
         from cryptography.fernet import Fernet  # an Airflow dependency
@@ -173,56 +200,75 @@ class LocalAirflow:
         return server.get_uri(self.meta_db).replace("postgresql://", "postgresql+psycopg2://", 1)
 
     def environment(self) -> dict[str, str]:
-        """The environment every component runs with (our settings win over the caller's)."""
-        runtime = self.home / "runtime"
-        runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.environ.setdefault("XDG_RUNTIME_DIR", str(runtime))  # pgserver/platformdirs warn without one
+        """The environment every component runs with: the caller's, our REQUIRED_SETTINGS over
+        it, our defaults under it (an exported AIRFLOW__* wins), then `extra_env`."""
+        db.ensure_runtime_dir()  # the same runtime dir (pgserver's lock) as every other process here
         keys = self._secrets()
         meta = self.metadata_uri()
         env = dict(os.environ)
+        env.update(self._required(meta))
         env.update({
             "AIRFLOW_HOME": str(self.home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(paths.PROJECT_ROOT / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(paths.PROJECT_ROOT / "plugins"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__EXECUTOR": self.executor,
-            "AIRFLOW__CORE__AUTH_MANAGER":
-                "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN}:admin",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.password_file),
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.port}/execution/",
-            "AIRFLOW__CORE__FERNET_KEY": keys["fernet_key"],
-            "AIRFLOW__API__BASE_URL": self.base_url + "/",
-            "AIRFLOW__API__PORT": str(self.port),
-            "AIRFLOW__API__HOST": self.host,
-            "AIRFLOW__API__SECRET_KEY": keys["secret_key"],
-            "AIRFLOW__API_AUTH__JWT_SECRET": keys["jwt_secret"],
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": meta,
-            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.log_dir),
-            # Airflow's defaults (8793/8794) collide with any other Airflow on the machine.
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.log_ports[0] if self.log_ports else self.port + 1),
-            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self.log_ports[1] if self.log_ports else self.port + 2),
             "CAMPUS_SYNC_HOME": str(db.home()),
             "CAMPUS_SYNC_CONFIG": str(_config_path()),
             "PYTHONUNBUFFERED": "1",
             "PYTHONFAULTHANDLER": "1",  # a native crash leaves its traceback in the component's log
         })
-        # Tunables a user may set in the shell; defaults sized for a small machine.
-        env.setdefault("AIRFLOW__API__WORKERS", "1")
-        # A task's calls to the execution API time out after 5 s by default: far too short on a
-        # busy 2-core machine (the first `run` call of a task then fails before the task starts).
-        env.setdefault("AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT", "60")
-        env.setdefault("AIRFLOW__CORE__PARALLELISM", "8")
-        env.setdefault("AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK", "False")
-        env.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
-        env.pop("AIRFLOW_CONFIG", None)
+        defaults = {
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": DEFAULT_USERS,
+            # generated once per AIRFLOW_HOME: JWTs and encrypted connections survive a restart
+            "AIRFLOW__CORE__FERNET_KEY": keys["fernet_key"],
+            "AIRFLOW__API__SECRET_KEY": keys["secret_key"],
+            "AIRFLOW__API_AUTH__JWT_SECRET": keys["jwt_secret"],
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.log_dir),
+            # Airflow's defaults (8793/8794) collide with any other Airflow on the machine.
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.port + 1),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self.port + 2),
+            # sized for a small machine
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__CORE__PARALLELISM": "8",
+            # A task's calls to the execution API time out after 5 s by default: far too short on a
+            # busy 2-core machine (the first `run` call of a task then fails before the task starts).
+            "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
+            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        }
+        if self.log_ports:  # asked for explicitly (tests on free ports)
+            env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] = str(self.log_ports[0])
+            env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"] = str(self.log_ports[1])
         if self.celery:
-            broker = self.broker_url or f"redis://127.0.0.1:{self.redis_port}/0"
-            env["AIRFLOW__CELERY__BROKER_URL"] = broker
-            env["AIRFLOW__CELERY__RESULT_BACKEND"] = "db+" + meta.replace("+psycopg2", "", 1)
-            env["AIRFLOW__CELERY__WORKER_CONCURRENCY"] = str(self.celery_concurrency)
+            defaults["AIRFLOW__CELERY__RESULT_BACKEND"] = "db+" + meta.replace("+psycopg2", "", 1)
+            defaults["AIRFLOW__CELERY__WORKER_CONCURRENCY"] = str(self.celery_concurrency)
+        for key, value in defaults.items():
+            env.setdefault(key, value)
+        env.pop("AIRFLOW_CONFIG", None)  # a shell-wide airflow.cfg belongs to another Airflow
         env.update(self.extra_env)
         return env
+
+    def _required(self, meta: str) -> dict[str, str]:
+        """The REQUIRED_SETTINGS' values for this deployment."""
+        values = {
+            "AIRFLOW__CORE__DAGS_FOLDER": str(paths.PROJECT_ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(paths.PROJECT_ROOT / "plugins"),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": meta,
+            "AIRFLOW__CORE__EXECUTOR": self.executor,
+            "AIRFLOW__API__PORT": str(self.port),
+            "AIRFLOW__API__HOST": self.host,
+            "AIRFLOW__API__BASE_URL": self.base_url + "/",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.port}/execution/",
+            "AIRFLOW__CORE__AUTH_MANAGER": SIMPLE_AUTH_MANAGER,
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.password_file),
+        }
+        if self.celery:
+            values["AIRFLOW__CELERY__BROKER_URL"] = self.broker_url or f"redis://127.0.0.1:{self.redis_port}/0"
+        assert set(values) <= REQUIRED_SETTINGS
+        return values
+
+    def shell_overrides(self) -> list[str]:
+        """REQUIRED_SETTINGS the caller's environment sets to something else (replaced)."""
+        values = self._required(self.metadata_uri())
+        return sorted(key for key, value in values.items() if key in os.environ and os.environ[key] != value)
 
     def command(self, component: str) -> list[str]:
         airflow = str(Path(sys.executable).with_name("airflow"))
@@ -332,8 +378,10 @@ class LocalAirflow:
                 _check_port_free(self.redis_port, "127.0.0.1")
         env = self.environment()
         self.migrate(env)
-        self.state_file.write_text(json.dumps({"port": self.port, "executor": self.executor, "host": self.host,
-                                               "components": list(self.components)}))
+        self.state_file.write_text(json.dumps({
+            "port": self.port, "executor": self.executor, "host": self.host, "components": list(self.components),
+            "users": env.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", ""),
+            "all_admins": env.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "").lower() in ("true", "1")}))
         for component in self.components:
             if not pids[component]:
                 self._spawn(component, env)
@@ -369,7 +417,8 @@ class LocalAirflow:
                 time.sleep(1)
                 continue
             health = self.health()
-            if health and self.password_file.exists() and all(
+            passwords_ready = self._recorded().get("all_admins") or self.password_file.exists()
+            if health and passwords_ready and all(
                     (health.get(key) or {}).get("status") == "healthy"
                     for comp, key in HEALTH_KEYS.items() if comp in self.components) \
                     and (health.get("metadatabase") or {}).get("status") == "healthy" \
@@ -496,10 +545,30 @@ class LocalAirflow:
         except (OSError, ValueError):
             return {}
 
+    def logins(self) -> list[tuple[str, str, str | None]]:
+        """(user, role, password) for every simple-auth-manager user the running deployment has;
+        Airflow generates a password for each new user into the password file and keeps it."""
+        recorded = self._recorded()
+        try:
+            passwords = json.loads(self.password_file.read_text())
+        except (OSError, ValueError):
+            passwords = {}
+        out = []
+        for entry in (recorded.get("users") or DEFAULT_USERS).split(","):
+            user, _, role = entry.strip().partition(":")
+            if user:
+                out.append((user, role.split(":")[0], passwords.get(user)))
+        return out
+
     def summary(self) -> str:
-        password = self.admin_password() or f"(see {self.password_file})"
+        if self._recorded().get("all_admins"):
+            login = "login: none needed (simple_auth_manager_all_admins: everyone is admin)"
+        else:
+            login = "logins: " + ", ".join(f"{user} ({role}) / {password or '(not generated yet)'}"
+                                           for user, role, password in self.logins())
+            login += f"\n  passwords: {self.password_file}"
         return (f"Airflow UI and REST API: {self.base_url}  (executor {self.executor})\n"
-                f"login: {ADMIN} / {password}   (password file: {self.password_file})\n"
+                f"{login}\n"
                 f"logs: {self.log_dir}   stop: make airflow-stop")
 
 

@@ -269,3 +269,57 @@ def test_airflow_stop_fails_naming_a_process_that_survives(tree_airflow, monkeyp
     assert not _alive(task) and af.leftovers() == {}
     assert main(["airflow", "stop", "--home", str(af.home)]) == 0
     assert "nothing running" in capsys.readouterr().out
+
+
+@pytest.mark.db
+def test_the_shells_airflow_settings_win_except_the_required_few(tmp_path, monkeypatch):
+    """A colleague's viewer login, a scheduler setting, secrets: what the user exports is what
+    the components get. Only REQUIRED_SETTINGS are ours, whatever the shell says."""
+    from campus_sync.airflow_local import REQUIRED_SETTINGS
+
+    exported = {
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,ana:viewer,raj:user",
+        "AIRFLOW__SCHEDULER__DAG_DIR_LIST_INTERVAL": "17",
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "True",
+        "AIRFLOW__CORE__FERNET_KEY": "user-chosen-fernet",
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": "18799",
+        "AIRFLOW__CORE__PARALLELISM": "3",
+        # required: another Airflow's metadata database and executor must not leak in
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql+psycopg2://prod@prod-db/airflow",
+        "AIRFLOW__CORE__EXECUTOR": "KubernetesExecutor",
+        "AIRFLOW__CORE__DAGS_FOLDER": "/elsewhere/dags",
+        "AIRFLOW__API__PORT": "9999",
+    }
+    for key, value in exported.items():
+        monkeypatch.setenv(key, value)
+    af = LocalAirflow(home=tmp_path / "af", port=18093, meta_db="unit_airflow_meta")
+    env = af.environment()
+    for key, value in exported.items():
+        if key in REQUIRED_SETTINGS:
+            assert env[key] != value, key
+        else:
+            assert env[key] == value, key
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor" and env["AIRFLOW__API__PORT"] == "18093"
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].split("?")[0].endswith("/unit_airflow_meta")
+    assert env["AIRFLOW__CORE__DAGS_FOLDER"].endswith("/dags") and env["AIRFLOW__CORE__DAGS_FOLDER"] != "/elsewhere/dags"
+    assert af.shell_overrides() == sorted(["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CORE__EXECUTOR",
+                                           "AIRFLOW__CORE__DAGS_FOLDER", "AIRFLOW__API__PORT"])
+    # nothing exported: the defaults sized for this machine, one admin login
+    for key in exported:
+        monkeypatch.delenv(key)
+    env = af.environment()
+    assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] == "admin:admin"
+    assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False" and env["AIRFLOW__CORE__PARALLELISM"] == "8"
+    assert env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] == "18094"
+    assert af.shell_overrides() == []
+
+
+def test_summary_lists_every_login_with_its_role_and_password(tmp_path):
+    af = LocalAirflow(home=tmp_path)
+    af.run_dir.mkdir(parents=True)
+    af.state_file.write_text('{"port": 8080, "executor": "LocalExecutor", "host": "0.0.0.0", '
+                             '"users": "admin:admin,ana:viewer"}')
+    af.password_file.write_text('{"admin": "pw-admin", "ana": "pw-ana"}\n')
+    text = af.summary()
+    assert "admin (admin) / pw-admin" in text and "ana (viewer) / pw-ana" in text
+    assert str(af.password_file) in text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
 
@@ -59,6 +60,9 @@ def cmd_start(args: argparse.Namespace) -> int:
     af = _deployment(args)
     t0 = time.monotonic()
     print(f"starting Airflow ({af.executor}) in {af.home} on port {af.port} ...", flush=True)
+    for key in af.shell_overrides():
+        print(f"note: {key} from the environment is not used: `make airflow` sets it "
+              f"(see REQUIRED_SETTINGS in campus_sync/airflow_local.py)", file=sys.stderr, flush=True)
     try:
         started = af.start(timeout=args.timeout)
     except AirflowStartError as exc:
