@@ -1,4 +1,4 @@
-"""Attendance resync (Airflow DAG, manual only): the one-click "Resync Attendance Data" of seed 003.
+"""Attendance resync (Airflow DAG, manual only): Campus's one-click "Resync Attendance Data".
 
 For deployments whose state syncs attendance (BIE, Nevada): each chosen district first runs its
 **Attendance Aggregation Refresh** (so backdated attendance changes are in the aggregates), then
@@ -7,7 +7,7 @@ Trigger it with the defaults for every district, or pick some:
 
 - **districts** (Select Districts): empty means every configured district.
 - **check_dependencies** (on): every ancestor (District → School → Calendar → ... → Enrollment)
-  is resynced first, as seed 003 asks.
+  is resynced first, as Campus's attendance resync does.
 - **objects**: AttDayAggregation and AttendanceExcuse (both by default).
 - **attendance_refresh** (on): off syncs the aggregates as the districts have them.
 - **requested_by** (`state`): a state-initiated resync; each district gets a "State Resync

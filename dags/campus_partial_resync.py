@@ -5,7 +5,7 @@ CONF='{"objects": ["TestScore"], "check_dependencies": true}'`.
 
 - **objects**: the objects to resync (at least one).
 - **check_dependencies** (on by default): every ancestor of each chosen object is resynced first
-  (seed 001's Parent Objects column). Off: only the chosen objects run; child rows whose parent is
+  (Campus's Parent Objects column). Off: only the chosen objects run; child rows whose parent is
   not at the state are counted as errors (`parent_missing:<Parent>`), not crashes.
 - **districts**: empty means every configured district.
 - **school_year**: previous/next offer only objects tied to a school year and configured for it;

@@ -1,6 +1,6 @@
 """Selective sync (Airflow DAG, manual only): resync chosen people or enrollments of one district.
 
-Seed 000's Selective Sync tool. Pick the object (PersonIdentity by district personID, Enrollment
+Campus's Selective Sync tool. Pick the object (PersonIdentity by district personID, Enrollment
 by enrollmentID), enter the IDs (one per line, or separated by commas or spaces) and the
 district. The records and the child objects that hang off them are resynced, parents first,
 each object in one transaction, with the same engine as the full resync. IDs that match

@@ -1,6 +1,6 @@
 """Verification Summary (Airflow DAG, manual only): how well the state matches each district.
 
-Seed 000's Verification Summary: per district and object Distinct, At District, At State,
+Campus's Verification Summary: per district and object Distinct, At District, At State,
 Total Errors (missing + extra + different, by key and row content) and Accuracy %, plus each
 district's overall accuracy; rows the state refuses by rule are not expected there. With the
 `heal` param, mismatched PersonIdentity/Enrollment records are resynced by selective sync and

@@ -277,7 +277,7 @@ def build_resync_dag(dag_id: str, *, kind: str, objects: Iterable[str], params: 
     return dag
 
 
-# ----------------------------------------------------------------- attendance refresh (issue 13)
+# ----------------------------------------------------------------- attendance refresh
 def with_attendance_refresh(names: list[str], params: dict) -> bool:
     """Whether a DAG running `names` gets the AttendanceAggregationRefresh task (and adds its
     per-run switch to `params`): AttDayAggregation is among them and the deployment has a refresh."""
@@ -293,7 +293,7 @@ def with_attendance_refresh(names: list[str], params: dict) -> bool:
 
 def attendance_refresh_task(unit):
     """The district's refresh, its own task in the district group, upstream of AttDayAggregation
-    (seed 003: the refresh first, then the resync). Fails at once on a refused statement, so
+    (as Campus does: the refresh first, then the resync). Fails at once on a refused statement, so
     AttDayAggregation ends upstream_failed and stale aggregates are not synced."""
 
     @task(task_id=attendance.REFRESH, multiple_outputs=False, map_index_template=MAP_INDEX_TEMPLATE)

@@ -60,6 +60,17 @@ def test_bad_conf_is_refused_with_400_and_no_history(live_airflow):
     assert all(r["conf"] != {"districts": ["9999"]} for r in runs)
 
 
+def test_trigger_form_lists_districts_by_label(live_airflow):
+    """What the API server hands the trigger form: districts labelled, ids as the values."""
+    live_airflow.wait_dag(DAG_ID)
+    with live_airflow.client() as c:
+        r = c.get(f"/api/v2/dags/{DAG_ID}/details")
+    r.raise_for_status()
+    schema = r.json()["params"]["districts"]["schema"]
+    assert schema["values_display"] == {"0101": "0101 Abbott Independent", "0102": "0102 Campus County Public Schools"}
+    assert schema["examples"] == schema["items"]["enum"] == ["0101", "0102"]
+
+
 def test_full_resync_of_one_district_through_rest(live_airflow, graph):
     state = live_airflow.databases["state"]
     seeded = live_airflow.seeded["0101"]
