@@ -75,6 +75,7 @@ REQUIRED_SETTINGS = frozenset({
     "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE",
 })
 DEFAULT_USERS = f"{ADMIN}:admin"
+LOCAL_SETTINGS_MARK = "# Written by `campus-sync airflow start` (campus_sync/airflow_local.py); rewritten on start."
 
 
 class AirflowStartError(RuntimeError):
@@ -330,6 +331,18 @@ class LocalAirflow:
             raise AirflowStartError(f"airflow db migrate failed (exit {proc.returncode}); see {log}:\n{_tail(log)}")
         marker.touch()
 
+    def write_local_settings(self) -> None:
+        """`$AIRFLOW_HOME/config/airflow_local_settings.py` with the deployment's cluster policy
+        (`campus_sync.airflow_policy`: manual DAGs created unpaused, the weekly one paused).
+        A file the user wrote there is left alone (then the policy is theirs to import)."""
+        path = self.home / "config" / "airflow_local_settings.py"
+        text = (f"{LOCAL_SETTINGS_MARK}\n"
+                "from campus_sync.airflow_policy import dag_policy  # noqa: F401 - found by Airflow\n")
+        if path.exists() and not path.read_text().startswith(LOCAL_SETTINGS_MARK):
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
     def _exit_status(self, component: str) -> str:
         """'exit code N' / 'killed by SIGX' when the dead component was our child, else 'status unknown'."""
         try:
@@ -377,6 +390,7 @@ class LocalAirflow:
             if self.celery and not self.broker_url:
                 _check_port_free(self.redis_port, "127.0.0.1")
         env = self.environment()
+        self.write_local_settings()
         self.migrate(env)
         self.state_file.write_text(json.dumps({
             "port": self.port, "executor": self.executor, "host": self.host, "components": list(self.components),
