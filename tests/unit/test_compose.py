@@ -98,3 +98,125 @@ def test_init_seeds_the_demo(compose):
     assert "campus-sync demo seed" in script
     assert "simple_auth_manager_passwords.json" in script
     assert _env(compose["services"]["airflow-init"])["_AIRFLOW_DB_MIGRATE"] == "true"
+
+
+# ---------------------------------------------------------------- the image (Dockerfile, .dockerignore)
+# requirements.txt packages the image does not need: tests only, or the embedded PostgreSQL (the
+# compose deployment has real databases).
+NOT_IN_IMAGE = {"pytest", "hypothesis", "playwright", "pypdf", "pgserver"}
+
+
+def _dockerfile() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    lines = [line for line in (ROOT / "Dockerfile").read_text().splitlines() if not line.lstrip().startswith("#")]
+    text = re.sub(r"\\\n", " ", "\n".join(lines))
+    return [(m.group(1).upper(), m.group(2).strip()) for m in re.finditer(r"^\s*(\w+)\s+(.*)$", text, re.M)]
+
+
+def _ignore_regex(pattern: str) -> re.Pattern:
+    """A .dockerignore pattern (Go filepath.Match plus `**`) as a regex on a context-relative path."""
+    out, i = "", 0
+    while i < len(pattern):
+        if pattern.startswith("**", i):
+            out += ".*"
+            i += 2
+            if pattern.startswith("/", i):
+                out, i = out[:-2] + "(?:.*/)?", i + 1
+        elif pattern[i] == "*":
+            out, i = out + "[^/]*", i + 1
+        elif pattern[i] == "?":
+            out, i = out + "[^/]", i + 1
+        else:
+            out, i = out + re.escape(pattern[i]), i + 1
+    return re.compile(out + "(?:/.*)?$")  # a matched directory excludes everything below it
+
+
+def _ignored(path: str, rules: list[str]) -> bool:
+    ignored = False
+    for rule in rules:
+        negate = rule.startswith("!")
+        pattern = rule[1:] if negate else rule
+        pattern = re.sub(r"/+$", "", pattern.strip().lstrip("/"))
+        if pattern.startswith("./"):
+            pattern = pattern[2:]
+        if _ignore_regex(pattern).match(path):
+            ignored = not negate
+    return ignored
+
+
+@pytest.fixture(scope="module")
+def dockerignore() -> list[str]:
+    text = (ROOT / ".dockerignore").read_text()
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def test_dockerignore_keeps_local_state_out_of_the_build_context(dockerignore, monkeypatch):
+    from campus_sync import db
+
+    monkeypatch.delenv("CAMPUS_SYNC_HOME", raising=False)
+    data = db.home().relative_to(ROOT).as_posix()  # where `make demo` keeps the embedded database
+    assert data == ".campus_sync"
+    for path in [".venv/bin/python", ".venv/lib/python3.11/site-packages/numpy/__init__.py",
+                 f"{data}/pgdata/PG_VERSION", f"{data}/pgdata/.s.PGSQL.5432", f"{data}/pgdata/postmaster.pid",
+                 f"{data}/airflow/logs/scheduler.log", f"{data}/airflow/campus_sync_secrets.json",
+                 "logs/dag_id=campus_full_resync/run_id=x/task_id=y/attempt=1.log",
+                 "plugins/campus_sync/__pycache__/db.cpython-311.pyc", "dags/__pycache__/x.pyc",
+                 ".pytest_cache/v/cache/lastfailed", "plugins/campus_state_sync.egg-info/PKG-INFO",
+                 ".git/HEAD", "airflow_home/airflow.db", ".env"]:
+        assert _ignored(path, dockerignore), path
+    for path in ["dags/campus_full_resync.py", "plugins/campus_sync/db.py", "plugins/campus_sync_plugin.py",
+                 "include/hierarchy/objects.yaml", "include/config/compose.yaml", "include/sql/state/x.sql",
+                 "pyproject.toml", "constraints.txt", "requirements.txt", "Dockerfile"]:
+        assert not _ignored(path, dockerignore), path
+
+
+def test_dockerfile_installs_the_runtime_pins_under_the_lock(dockerignore):
+    steps = _dockerfile()
+    requirements = dict(re.findall(r"^([A-Za-z0-9_.\[\]-]+)==(\S+)", (ROOT / "requirements.txt").read_text(), re.M))
+    runtime = {name.split("[")[0].lower(): version for name, version in requirements.items()
+               if name.split("[")[0].lower() not in NOT_IN_IMAGE}
+    assert "numpy" in runtime and "pandas" in runtime
+    copied = {}
+    for instruction, args in steps:
+        if instruction == "COPY":
+            *sources, dest = [a for a in args.split() if not a.startswith("--")]
+            for source in sources:
+                copied[source] = dest
+    assert "constraints.txt" in copied and not _ignored("constraints.txt", dockerignore)
+    constraints_in_image = copied["constraints.txt"]
+    installs = [args for instruction, args in steps if instruction == "RUN" and "pip install" in args]
+    assert installs
+    installed: dict[str, str] = {}
+    for run in installs:
+        for command in re.split(r"&&|;", run):
+            if "pip install" not in command:
+                continue
+            words = command.split()
+            assert "-c" in words, f"pip install without the lock: {command}"
+            assert words[words.index("-c") + 1] in (constraints_in_image, constraints_in_image.rstrip("/") +
+                                                    "/constraints.txt"), command
+            for spec in re.findall(r'"([A-Za-z0-9_.\[\]-]+)==([^"]+)"', command):
+                installed[spec[0].split("[")[0].lower()] = spec[1]
+    assert installed == runtime
+
+
+def test_the_image_carries_the_project(dockerignore):
+    copies = {}
+    for instruction, args in _dockerfile():
+        if instruction == "COPY":
+            *sources, dest = [a for a in args.split() if not a.startswith("--")]
+            for source in sources:
+                copies[source.rstrip("/")] = dest.rstrip("/")
+    for folder in ("dags", "plugins", "include"):
+        assert copies.get(folder) == f"/opt/airflow/{folder}", (folder, copies)
+        assert not _ignored(f"{folder}/x", dockerignore)
+    env = " ".join(args for instruction, args in _dockerfile() if instruction == "ENV")
+    assert "CAMPUS_SYNC_INCLUDE=/opt/airflow/include" in env
+
+
+def test_logs_are_not_committed():
+    import subprocess
+
+    for path in ("logs/scheduler/latest.log", "logs/dag_id=x/run_id=y/attempt=1.log"):
+        proc = subprocess.run(["git", "check-ignore", "-q", "--no-index", path], cwd=ROOT)
+        assert proc.returncode == 0, path
