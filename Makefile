@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo dag lock bench clean-demo airflow airflow-stop airflow-status bench-web browser-deps test-web screenshots
+.PHONY: setup test demo demo-stop clean-demo dag lock bench airflow airflow-stop airflow-status bench-web browser-deps \
+        test-web screenshots
 
 setup: $(STAMP)
 
@@ -21,6 +22,18 @@ test: setup
 
 demo: setup
 	$(BIN)/campus-sync demo run
+
+# The embedded PostgreSQL keeps running after `make demo` (Airflow tasks, the CLI and psql share it).
+# demo-stop stops it (refused while `make airflow` runs on it); the data stays for the next run.
+demo-stop:
+	@test -x $(BIN)/campus-sync || { echo "no $(VENV): nothing was started"; exit 0; }; \
+	$(BIN)/campus-sync demo stop
+
+# Stop the local Airflow and the embedded PostgreSQL, then remove the demo's data from
+# $$CAMPUS_SYNC_HOME (default .campus_sync/: database, local AIRFLOW_HOME, caches, seeding markers).
+clean-demo:
+	@test -x $(BIN)/campus-sync || { echo "no $(VENV): nothing was started"; exit 0; }; \
+	$(BIN)/campus-sync demo clean
 
 # Run any DAG of the package once against the same databases `make demo` uses:
 #   make dag DAG=campus_partial_resync CONF='{"objects": ["Enrollment"]}'

@@ -156,6 +156,30 @@ def running_embedded_uri(database: str) -> str | None:
     return info.get_uri(database=database)
 
 
+def stop_embedded(timeout: float = 60) -> Path | None:
+    """Stop the embedded server of $CAMPUS_SYNC_HOME (fast shutdown: open sessions are ended);
+    its data directory when it was running, None when it was not. The data stays; the next use
+    starts it again."""
+    ensure_runtime_dir()
+    from pgserver import _commands
+    from pgserver.utils import PostmasterInfo
+
+    pgdata = home() / "pgdata"
+    try:
+        info = PostmasterInfo.read_from_pgdata(pgdata)
+    except (OSError, ValueError, AssertionError):  # unreadable or malformed pid file
+        info = None
+    if info is None or not info.is_running():
+        return None
+    # pgserver runs the server as the `pgserver` system user when started by root
+    user = "pgserver" if hasattr(os, "geteuid") and os.geteuid() == 0 else None
+    _commands.pg_ctl(["-w", "-t", str(int(timeout)), "-m", "fast", "stop"], pgdata=pgdata,
+                     **({"user": user} if user else {}))
+    embedded_server.cache_clear()
+    dsn.cache_clear()
+    return pgdata
+
+
 def embedded_dsn(database: str) -> str:
     """The URI of `database` on the embedded server (started if needed; the database is
     created on first use)."""

@@ -20,6 +20,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     _seed_args(r)
     r.add_argument("--reseed", action="store_true", help="seed again even if already seeded")
     r.set_defaults(func=cmd_demo_run)
+    st = dsub.add_parser("stop", help="stop the embedded PostgreSQL (`make demo-stop`); the data stays",
+                         description="Stop the embedded PostgreSQL of $CAMPUS_SYNC_HOME (default .campus_sync/). "
+                                     "Refused while `make airflow` runs on it (its metadata lives there).")
+    st.add_argument("--force", action="store_true", help="stop it even while the local Airflow runs")
+    st.set_defaults(func=cmd_demo_stop)
+    cl = dsub.add_parser("clean", help="stop the local Airflow and the embedded PostgreSQL, then remove the "
+                                       "demo's data (`make clean-demo`)")
+    cl.set_defaults(func=cmd_demo_clean)
 
     h = sub.add_parser("history", help="resync requests, newest first; `history clear` deletes them",
                        description="List resync requests (newest first), or `history clear [--before DATE] "
@@ -91,6 +99,63 @@ def cmd_demo_run(args: argparse.Namespace) -> int:
     _print_last_batch()
     if not outcome.ok:
         raise CliError(f"campus_full_resync run {outcome.run_id} ended {outcome.state}")
+    return 0
+
+
+# What $CAMPUS_SYNC_HOME holds for the demo, and `demo clean` removes: the embedded PostgreSQL's
+# data directory, the local Airflow's home (`make airflow`, `make demo`'s dag.test metadata), the
+# hierarchy cache, the runtime directory (pgserver's lock) and the seeding markers.
+DEMO_DATA = ("pgdata", "airflow", "cache", "runtime")
+
+
+def cmd_demo_stop(args: argparse.Namespace) -> int:
+    """Stop the embedded server, unless the local Airflow keeps its metadata on it."""
+    from campus_sync.cli import CliError
+
+    if not args.force:
+        from campus_sync.airflow_local import LocalAirflow, default_home
+
+        running = [c for c, pid in LocalAirflow(home=default_home()).pids().items() if pid]
+        if running:
+            raise CliError(f"the local Airflow in {default_home()} runs on the embedded PostgreSQL "
+                           f"({', '.join(running)}): make airflow-stop first (or demo stop --force)")
+    pgdata = db.stop_embedded()
+    print(f"stopped the embedded PostgreSQL ({pgdata})" if pgdata
+          else f"the embedded PostgreSQL ({db.home() / 'pgdata'}) is not running")
+    return 0
+
+
+def cmd_demo_clean(args: argparse.Namespace) -> int:
+    """Stop the local Airflow and the embedded server, then remove the demo's data (DEMO_DATA and
+    seeding markers); anything else in $CAMPUS_SYNC_HOME is left and named."""
+    import shutil
+
+    from campus_sync.airflow_local import AirflowStopError, LocalAirflow, default_home
+    from campus_sync.cli import CliError
+
+    home = db.home()
+    try:
+        stopped = LocalAirflow(home=default_home()).stop()
+    except AirflowStopError as exc:
+        raise CliError(f"the local Airflow in {default_home()} did not stop, nothing removed: {exc}") from None
+    if stopped:
+        print(f"stopped Airflow: {', '.join(stopped)}")
+    if db.stop_embedded():
+        print(f"stopped the embedded PostgreSQL ({home / 'pgdata'})")
+    if not home.is_dir():
+        print(f"nothing to remove ({home} does not exist)")
+        return 0
+    removed, kept = [], []
+    for entry in sorted(home.iterdir()):
+        if entry.name in DEMO_DATA or entry.name.startswith(".seeded-"):
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+            removed.append(entry.name)
+        else:
+            kept.append(entry.name)
+    if not kept:
+        home.rmdir()
+    print(f"removed {', '.join(removed) or 'nothing'} from {home}"
+          + (f"; left in place (not the demo's): {', '.join(kept)}" if kept else ""))
     return 0
 
 

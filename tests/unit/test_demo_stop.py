@@ -1,0 +1,82 @@
+"""`make demo-stop` / `campus-sync demo stop` stops the embedded PostgreSQL of $CAMPUS_SYNC_HOME;
+`make clean-demo` / `campus-sync demo clean` stops Airflow and the server, then removes the
+demo's data. Real servers in a home of their own (never the session's)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from campus_sync.airflow_local import _alive
+
+pytestmark = pytest.mark.db
+
+EXE = str(Path(sys.executable).with_name("campus-sync"))
+
+
+def _cli(home: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CAMPUS_SYNC_HOME": str(home)}
+    return subprocess.run([EXE, *args], env=env, capture_output=True, text=True, timeout=300)
+
+
+def _server_pid(home: Path) -> int:
+    return int((home / "pgdata" / "postmaster.pid").read_text().split()[0])
+
+
+@pytest.fixture
+def home(tmp_path):
+    if os.environ.get("CAMPUS_SYNC_TEST_DSN"):
+        pytest.skip("an external test server: no embedded one to stop")
+    home = tmp_path / "demo_home"
+    yield home
+    if (home / "pgdata" / "postmaster.pid").exists():  # a failed test: do not leave a server behind
+        _cli(home, "demo", "stop", "--force")
+
+
+def test_demo_stop_stops_the_embedded_server(home):
+    started = _cli(home, "dsn", "state")
+    assert started.returncode == 0, started.stderr
+    pid = _server_pid(home)
+    assert _alive(pid)
+    stop = _cli(home, "demo", "stop")
+    assert stop.returncode == 0, stop.stderr
+    assert "stopped the embedded PostgreSQL" in stop.stdout and str(home / "pgdata") in stop.stdout
+    assert not _alive(pid) and not (home / "pgdata" / "postmaster.pid").exists()
+    again = _cli(home, "demo", "stop")
+    assert again.returncode == 0 and "not running" in again.stdout
+    # the data stays: the next use starts the same server again
+    assert _cli(home, "dsn", "state").returncode == 0 and _alive(_server_pid(home))
+    assert _cli(home, "demo", "stop").returncode == 0
+
+
+def test_demo_stop_refuses_while_the_local_airflow_runs_and_clean_stops_both(home):
+    assert _cli(home, "dsn", "state").returncode == 0
+    server = _server_pid(home)
+    run = home / "airflow" / "run"
+    run.mkdir(parents=True)
+    scheduler = subprocess.Popen(["bash", "-c", "sleep 300 & wait", "airflow-fake-scheduler"], start_new_session=True)
+    try:
+        (run / "scheduler.pid").write_text(f"{scheduler.pid}\n")
+        time.sleep(0.3)
+        refused = _cli(home, "demo", "stop")
+        assert refused.returncode == 1
+        assert "make airflow-stop" in refused.stderr and "scheduler" in refused.stderr
+        assert _alive(server) and _alive(scheduler.pid)
+
+        (home / "keep-me.txt").write_text("not the demo's")
+        clean = _cli(home, "demo", "clean")
+        assert clean.returncode == 0, clean.stderr
+        scheduler.wait(timeout=30)
+        assert not _alive(server)
+        assert sorted(p.name for p in home.iterdir()) == ["keep-me.txt"]
+        assert "keep-me.txt" in clean.stdout  # named as left in place
+        assert _cli(home, "demo", "clean").returncode == 0  # nothing left to do: harmless
+    finally:
+        if scheduler.poll() is None:
+            scheduler.kill()
+            scheduler.wait()
