@@ -405,7 +405,8 @@ class LocalAirflow:
         return True
 
     def wait_healthy(self, timeout: float = 240, restarts: int = 0) -> dict:
-        """Until every component reports healthy and the admin password file exists.
+        """Until every component reports healthy and Airflow has written the password file
+        (unless simple_auth_manager_all_admins needs none).
 
         A component that dies while the deployment comes up is started again up to `restarts`
         times (what a supervisor's restart policy does; on a loaded 2-core machine a component
