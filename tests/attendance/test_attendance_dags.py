@@ -82,7 +82,7 @@ def test_refresh_task_precedes_attdayaggregation_in_every_dag(nv_config, airflow
     for dag_id in ("campus_full_resync", "campus_partial_resync", PRESET):
         dag = get_dag(dag_id)
         refresh = dag.get_task(f"{GROUP}.{REFRESH}")
-        assert refresh.downstream_task_ids == {f"{GROUP}.{AGG}"}, dag_id
+        assert refresh.downstream_task_ids == {f"{GROUP}.{AGG}", "finish_request"}, dag_id  # the request waits for it
         assert f"{GROUP}.{REFRESH}" in dag.get_task(f"{GROUP}.{AGG}").upstream_task_ids
         param = dag.params.get_param(attendance.PARAM)
         assert param.value is True and param.schema["type"] == "boolean", dag_id
