@@ -10,14 +10,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from campus_sync.cli import airflow_cmd, alerts_cmd, bench_cmd, hierarchy_cmd, ops_cmd, selective_cmd
+from campus_sync.cli import airflow_cmd, alerts_cmd, bench_cmd, edfi_cmd, hierarchy_cmd, ops_cmd, selective_cmd
 
 # Errors that describe bad input or configuration, printed without a traceback (by name, so
 # `--help` need not import the modules that define them).
 USER_ERRORS = frozenset({"ConfigError", "ConnectionConfigError", "RequestError", "SyncError", "EmptySourceError",
                          "MassDeleteError", "VerifyError"})
 
-GROUPS = [hierarchy_cmd, ops_cmd, alerts_cmd, selective_cmd, bench_cmd, airflow_cmd]
+GROUPS = [hierarchy_cmd, ops_cmd, alerts_cmd, selective_cmd, bench_cmd, airflow_cmd, edfi_cmd]
 
 
 class CliError(Exception):

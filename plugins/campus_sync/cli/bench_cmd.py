@@ -19,8 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser("bench", help="time the engine on N generated PersonIdentity rows "
                                      "(databases campus_bench_district / campus_bench_state); "
                                      "`bench airflow`: a resync's per-task cost under the real scheduler")
-    b.add_argument("target", nargs="?", choices=["engine", "airflow", "district"], default="engine",
-                   help="engine (default), district (the engine over one whole demo district) or airflow")
+    b.add_argument("target", nargs="?", choices=["engine", "airflow", "district", "edfi"], default="engine",
+                   help="engine (default), district (the engine over one whole demo district), airflow, or edfi "
+                        "(--api-only: students POSTed to a local Ed-Fi API, per second)")
     b.add_argument("--rows", type=_positive, default=1_000_000, help="rows to generate (default 1000000)")
     b.add_argument("--insert-rows-max", type=_positive, default=None, metavar="N",
                    help="time insert_rows on at most N rows and scale linearly (default 100000)")
@@ -29,6 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.add_argument("--students", type=_positive, default=10_000,
                    help="bench district: students in the seeded demo district (default 10000)")
+    e = b.add_argument_group("bench edfi")
+    e.add_argument("--api-only", action="store_true", help="bench edfi: POST --students students straight to the API")
+    e.add_argument("--concurrency", type=_positive, default=8, help="bench edfi: requests in flight (default 8)")
+    e.add_argument("--dsn", default=None, help="bench edfi: PostgreSQL for the API (default: embedded, database edfi_bench)")
     a = b.add_argument_group("bench airflow")
     a.add_argument("--url", help="Airflow base URL (default: the local deployment's, see --start)")
     a.add_argument("--user", default="admin", help="Airflow user (default admin)")
@@ -88,6 +93,10 @@ def cmd_bench_airflow(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.target == "edfi":
+        from campus_sync.cli import edfi_cmd
+
+        return edfi_cmd.cmd_bench(args)
     if args.target == "airflow":
         return cmd_bench_airflow(args)
     if args.target == "district":

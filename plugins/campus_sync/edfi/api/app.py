@@ -416,7 +416,10 @@ class EdFiApi:
                                     "should not be included in the request body."])
         checked = self._check(resource, body)
         if_match = _unquote(headers.get("if-match"))
-        async with self.store.pool.transaction() as conn:
+        # Without If-Match: resolve, then one upsert statement (atomic on its own; a target deleted
+        # in between fails its foreign key). With If-Match: one transaction holding the row.
+        scope_ = self.store.pool.transaction() if if_match is not None else self.store.pool.connection()
+        async with scope_ as conn:
             targets = await self._resolve(conn, route.context, checked)
             key = key_text(self.model.key_of(resource, checked.document))
             if if_match is not None:
@@ -596,7 +599,7 @@ class EdFiApi:
             paths, prop = known[pname]
             value = self._query_value(prop, pname, raw)
             if prop.kind == "descriptor":
-                async with self.store.pool.transaction() as conn:
+                async with self.store.pool.connection() as conn:
                     hit = (await self.store.resolve(conn, context, [((self.model.descriptor_resource(prop.descriptor).name,),
                                                                      key_text(self.model.descriptor_key(value)))]))[0]
                 if hit is None:

@@ -46,8 +46,8 @@ class FaultPlan:
         """The fault for this request, or None."""
         if self.rate <= 0 or self._rng.random() >= self.rate:
             return None
-        kinds = [k for k in self.kinds if has_token or k != "401"] or [k for k in KINDS if k != "401"]
-        return self._rng.choice(kinds)
+        kinds = [k for k in self.kinds if has_token or k != "401"]
+        return self._rng.choice(kinds) if kinds else None
 
 
 def reset_connection(scope: dict) -> bool:

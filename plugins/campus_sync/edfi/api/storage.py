@@ -37,6 +37,7 @@ from campus_sync.edfi.model import Model, Resource
 
 SCHEMA = "edfi_local"
 SCHEMA_VERSION = "1"
+APPLICATION_NAME = "campus-sync local edfi api"
 
 DDL = f"""
 CREATE SCHEMA IF NOT EXISTS {SCHEMA};
@@ -108,7 +109,7 @@ class Conflict(Exception):
 
 
 class Pool:
-    """A fixed set of async connections handed out one request at a time."""
+    """A fixed set of async connections (autocommit) handed out one request at a time."""
 
     def __init__(self, dsn: str, size: int):
         self.dsn, self.size = dsn, size
@@ -117,10 +118,12 @@ class Pool:
 
     async def open(self) -> None:
         for _ in range(self.size):
-            conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=False,
-                                                         application_name="campus-sync edfi api")
+            conn = await self._connect()
             self._all.append(conn)
             self._free.put_nowait(conn)
+
+    async def _connect(self) -> psycopg.AsyncConnection:
+        return await psycopg.AsyncConnection.connect(self.dsn, autocommit=True, application_name=APPLICATION_NAME)
 
     async def close(self) -> None:
         for conn in self._all:
@@ -128,19 +131,26 @@ class Pool:
                 await conn.close()
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[psycopg.AsyncConnection]:
+    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
+        """A connection in autocommit mode: each statement commits on its own."""
         conn = await self._free.get()
         try:
             if conn.closed or conn.broken:
                 conn = await self._replace(conn)
-            async with conn.transaction():
-                yield conn
+            yield conn
         finally:
             self._free.put_nowait(conn)
 
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[psycopg.AsyncConnection]:
+        """A connection inside one transaction (committed on success, rolled back on error)."""
+        async with self.connection() as conn:
+            async with conn.transaction():
+                yield conn
+
     async def _replace(self, conn: psycopg.AsyncConnection) -> psycopg.AsyncConnection:
         self._all.remove(conn)
-        new = await psycopg.AsyncConnection.connect(self.dsn, autocommit=False, application_name="campus-sync edfi api")
+        new = await self._connect()
         self._all.append(new)
         return new
 
@@ -244,7 +254,7 @@ class Store:
         return out
 
     async def get(self, context: str, resource: str, doc_id: uuid.UUID) -> Row | None:
-        async with self.pool.transaction() as conn:
+        async with self.pool.connection() as conn:
             cur = await conn.execute(
                 f"SELECT id, resource, key, body, etag, last_modified FROM {SCHEMA}.documents "
                 f"WHERE id = %s AND context = %s AND resource = %s", (doc_id, context, resource))
@@ -263,7 +273,7 @@ class Store:
         if contains:
             where += " AND body @> %s::jsonb"
             params.append(json.dumps(contains))
-        async with self.pool.transaction() as conn:
+        async with self.pool.transaction() as conn:  # count and page from one snapshot
             total = None
             if count:
                 cur = await conn.execute(f"SELECT count(*) FROM {SCHEMA}.documents WHERE {where}", params)
@@ -277,23 +287,36 @@ class Store:
     # ------------------------------------------------------------------ writes
     async def upsert(self, conn: psycopg.AsyncConnection, context: str, resource: Resource, key: str,
                      body: dict, targets: Sequence[uuid.UUID]) -> tuple[Row, bool]:
-        """Insert or replace the document with this natural key (POST); returns (row, created)."""
+        """Insert or replace the document with this natural key (POST), its references with it, in
+        one statement (atomic without a transaction block); returns (row, created).
+
+        The references are replaced as two disjoint sets (those no longer held are deleted, the
+        new ones inserted): data-modifying CTEs share one snapshot, so deleting and re-inserting
+        the same row in one statement would lose it."""
         now = dt.datetime.now(dt.timezone.utc)
+        targets = list(targets)
         try:
             cur = await conn.execute(
-                f"INSERT INTO {SCHEMA}.documents AS d (id, context, resource, key, superclass, body, etag, last_modified) "
-                f"VALUES (%s, %s, %s, %s, %s, %s::jsonb, nextval('{SCHEMA}.etag_seq'), %s) "
-                f"ON CONFLICT (context, resource, key) DO UPDATE SET body = EXCLUDED.body, etag = EXCLUDED.etag, "
-                f"last_modified = EXCLUDED.last_modified "
-                f"RETURNING id, resource, key, body, etag, last_modified, (xmax = 0) AS created",
-                (uuid.uuid4(), context, resource.name, key, resource.superclass, json.dumps(body, ensure_ascii=False), now))
+                f"WITH up AS ("
+                f"  INSERT INTO {SCHEMA}.documents AS d (id, context, resource, key, superclass, body, etag, last_modified) "
+                f"  VALUES (%s, %s, %s, %s, %s, %s::jsonb, nextval('{SCHEMA}.etag_seq'), %s) "
+                f"  ON CONFLICT (context, resource, key) DO UPDATE SET body = EXCLUDED.body, etag = EXCLUDED.etag, "
+                f"  last_modified = EXCLUDED.last_modified "
+                f"  RETURNING id, resource, key, body, etag, last_modified, (xmax = 0) AS created), "
+                f"gone AS (DELETE FROM {SCHEMA}.refs WHERE document_id = (SELECT id FROM up) "
+                f"  AND NOT (SELECT created FROM up) AND target_id <> ALL(%s::uuid[])), "
+                f"added AS (INSERT INTO {SCHEMA}.refs (document_id, target_id) "
+                f"  SELECT (SELECT id FROM up), t FROM unnest(%s::uuid[]) AS t ON CONFLICT DO NOTHING) "
+                f"SELECT * FROM up",
+                (uuid.uuid4(), context, resource.name, key, resource.superclass, json.dumps(body, ensure_ascii=False),
+                 now, targets, targets))
         except pg_errors.UniqueViolation:
             raise Conflict("non-unique-identity", resource.entity,
                            f"another {resource.superclass} item already has this identity") from None
+        except pg_errors.ForeignKeyViolation:  # a target deleted after it was resolved
+            raise Conflict("unresolved-reference", "") from None
         *row, created = await cur.fetchone()
-        row = Row(*row)
-        await self._write_refs(conn, row.id, targets, replace=not created)
-        return row, created
+        return Row(*row), created
 
     async def lock(self, conn: psycopg.AsyncConnection, context: str, resource: str, doc_id: uuid.UUID) -> Row | None:
         cur = await conn.execute(
@@ -372,7 +395,7 @@ class Store:
             return key, secret
 
     async def client_secret(self, key: str) -> str | None:
-        async with self.pool.transaction() as conn:
+        async with self.pool.connection() as conn:
             cur = await conn.execute(f"SELECT secret FROM {SCHEMA}.clients WHERE key = %s", (key,))
             row = await cur.fetchone()
         return row[0] if row else None
@@ -392,11 +415,11 @@ class Store:
         return True
 
     async def expire_token(self, token: str) -> None:
-        async with self.pool.transaction() as conn:
+        async with self.pool.connection() as conn:
             await conn.execute(f"UPDATE {SCHEMA}.tokens SET expires_at = now() WHERE token = %s", (token,))
 
     async def find_token(self, token: str) -> tuple[str, dt.datetime] | None:
-        async with self.pool.transaction() as conn:
+        async with self.pool.connection() as conn:
             cur = await conn.execute(f"SELECT tenant, expires_at FROM {SCHEMA}.tokens WHERE token = %s", (token,))
             row = await cur.fetchone()
         return (row[0], row[1]) if row else None
