@@ -189,6 +189,11 @@ def tree_airflow(tmp_path):
             os.kill(int(pid), signal.SIGKILL)
         except ProcessLookupError:
             pass
+    for pid_file in af.run_dir.glob("*.pid"):  # the stand-in components' own groups
+        try:
+            os.killpg(int(pid_file.read_text()), signal.SIGKILL)
+        except (ProcessLookupError, PermissionError, ValueError):
+            pass
 
 
 def _scheduler_children(af: _TreeAirflow, start: int) -> list[int]:

@@ -5,6 +5,7 @@ demo's data. Real servers in a home of their own (never the session's)."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -34,8 +35,14 @@ def home(tmp_path):
         pytest.skip("an external test server: no embedded one to stop")
     home = tmp_path / "demo_home"
     yield home
-    if (home / "pgdata" / "postmaster.pid").exists():  # a failed test: do not leave a server behind
+    pid_file = home / "pgdata" / "postmaster.pid"
+    if pid_file.exists():  # a failed test: do not leave a server behind
         _cli(home, "demo", "stop", "--force")
+    if pid_file.exists():
+        try:
+            os.kill(_server_pid(home), signal.SIGINT)  # PostgreSQL's fast shutdown
+        except (ProcessLookupError, ValueError):
+            pass
 
 
 def test_demo_stop_stops_the_embedded_server(home):
@@ -77,6 +84,8 @@ def test_demo_stop_refuses_while_the_local_airflow_runs_and_clean_stops_both(hom
         assert "keep-me.txt" in clean.stdout  # named as left in place
         assert _cli(home, "demo", "clean").returncode == 0  # nothing left to do: harmless
     finally:
-        if scheduler.poll() is None:
-            scheduler.kill()
-            scheduler.wait()
+        try:
+            os.killpg(scheduler.pid, signal.SIGKILL)  # the stand-in and its sleeper
+        except ProcessLookupError:
+            pass
+        scheduler.wait()
