@@ -18,7 +18,7 @@ compare (a resync: whole-scope digests of both sides in parallel; if they differ
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 import hashlib
@@ -134,6 +134,7 @@ class Wanted:
     keys: list[int] | None = None
     ctids: list = field(default_factory=list)
     added: int | None = None  # keys the state lacks, when known (`keydiff`): 0 skips the insert
+    deleting: int | None = None  # state rows the merge deletes, when known (`keydiff`): already guarded
 
     @property
     def nothing(self) -> bool:
@@ -272,17 +273,20 @@ def sync_object(
             else:
                 _count(result, rows, staged)
 
+            # Each merge counts the rows it would delete and lets the guard refuse before it
+            # writes anything (deletes come first, their cascades with them).
+            check = None if scope.key_column else _delete_check(guard, spec, district_id, held)
             if wanted is not None and wanted.keys is not None:  # rows under other key hashes are equal
                 result.deleted, result.updated, result.inserted = _merge_rows(
-                    cur, spec, target, scope_sql, scope_params, wanted)
+                    cur, spec, target, scope_sql, scope_params, wanted, None if wanted.deleting is not None else check)
             elif wanted is not None:  # rows outside the copied buckets are known to be equal
                 bucket_scope = sql.SQL("{} AND {} = ANY(%s)").format(scope_sql, digest.bucket_expr(spec, "s", wanted.count))
                 result.deleted, result.updated, result.inserted = _merge_buckets(
-                    cur, spec, target, bucket_scope, [*scope_params, wanted.buckets])
+                    cur, spec, target, bucket_scope, [*scope_params, wanted.buckets], check)
             elif not fresh:
-                result.deleted, result.updated = _delete_and_update(cur, spec, target, scope_sql, scope_params)
+                result.deleted, result.updated = _delete_and_update(cur, spec, target, scope_sql, scope_params, check)
                 result.inserted = _insert_new(cur, spec, target, district_id)
-            if not scope.key_column:
+            if not scope.key_column:  # a backstop: the merges counted these before deleting them
                 _guard_deletes(guard, spec, district_id, result.deleted, held)
             state.commit()
     return _finish(result)
@@ -387,14 +391,28 @@ def _sides(name: str, district_id: str) -> Iterator[dict[str, psycopg.Connection
                         f"{str(exc).strip()}") from exc
 
 
-def _guard_deletes(guard: DeleteGuard, spec: ObjectSpec, district_id: str, deleted: int, held: int) -> None:
-    """Raise (the caller's transaction rolls back: nothing is written) on a mass delete."""
+def _guard_deletes(guard: DeleteGuard, spec: ObjectSpec, district_id: str, deleted: int, held: int,
+                   at_least: bool = False) -> None:
+    """Raise MassDeleteError when deleting `deleted` (or, `at_least`, more) of the `held` rows
+    the state holds in scope is a mass delete. Called with the count before anything is
+    deleted: a refusal then costs a count, not a delete, its cascades and a rollback."""
     if guard.confirmed or deleted < max(guard.min_rows, 1) or deleted <= guard.max_share * held:
         return
     raise MassDeleteError(
-        f"refused: resync of {spec.name} for district {district_id} would delete {deleted} of the "
-        f"{held} rows the state holds ({deleted * 100 // max(held, 1)} % > {guard.max_share:.0%}); "
-        f"nothing was written; {CONFIRM_HINT}")
+        f"refused: resync of {spec.name} for district {district_id} would delete {'at least ' * at_least}"
+        f"{deleted} of the {held} rows the state holds ({deleted * 100 // max(held, 1)} % > "
+        f"{guard.max_share:.0%}); nothing was written; {CONFIRM_HINT}")
+
+
+DeleteCheck = Callable[[int], None]  # given the rows a merge is about to delete: raises to refuse
+
+
+def _delete_check(guard: DeleteGuard, spec: ObjectSpec, district_id: str, held: int) -> DeleteCheck | None:
+    """The guard as a merge calls it, with the count of rows it is about to delete; None when
+    it cannot refuse (confirmed, or the state holds fewer rows than it refuses): no count."""
+    if guard.confirmed or held < max(guard.min_rows, 1):
+        return None
+    return lambda deleted: _guard_deletes(guard, spec, district_id, deleted, held)
 
 
 @contextmanager
@@ -418,7 +436,12 @@ def _compare_digests(graph: Hierarchy, spec: ObjectSpec, scope: Scope, source: p
     really differ are copied. Returns the district's digest (its row and
     refusal counts), the rows the state holds in scope, what to copy (`Wanted`; None:
     everything) and the state scope to merge in: refused rows the state keeps are taken out of it by key (temp table
-    `campus_kept`), so they neither make a bucket differ nor get deleted."""
+    `campus_kept`), so they neither make a bucket differ nor get deleted.
+
+    The delete guard refuses here, before anything is copied, when the rows to delete are
+    already known: exactly from the key diff, or, before a full copy, at least the rows the
+    state holds beyond the district's accepted ones (each accepted row keeps at most one)."""
+    district_id = scope_params[0]
     query = source_query(graph, spec, scope, source)
     at_district = pool.submit(digest.district_totals, source, spec, query)
     held, state_xor = digest.state_totals(cur.connection, spec, target, scope_sql, scope_params)
@@ -430,7 +453,7 @@ def _compare_digests(graph: Hierarchy, spec: ObjectSpec, scope: Scope, source: p
         comparable, state_xor = digest.state_totals(cur.connection, spec, target, scope_sql, scope_params)
     if accepted == 0 and comparable and not guard.confirmed:
         raise EmptySourceError(
-            f"refused: district {scope_params[0]} has no accepted {spec.name} rows ({rows} in scope, "
+            f"refused: district {district_id} has no accepted {spec.name} rows ({rows} in scope, "
             f"all refused or none) but the state holds {comparable}; nothing was written; {CONFIRM_HINT}")
     counted = digest.Digest(1)  # the district's counts, without buckets
     counted.rows, counted.reasons = rows, reasons
@@ -442,8 +465,10 @@ def _compare_digests(graph: Hierarchy, spec: ObjectSpec, scope: Scope, source: p
                                        min((accepted + comparable) // 2, digest.ROWS_MAX),
                                        lambda: _reading(spec))
         if found is None:  # most of it differs: copying everything is cheaper
+            _guard_deletes(guard, spec, district_id, comparable - accepted, held, at_least=True)
             return counted, held, None, scope_sql
-        return counted, held, Wanted(0, [], found.keys, found.gone, found.added), scope_sql
+        _guard_deletes(guard, spec, district_id, len(found.gone), held)
+        return counted, held, Wanted(0, [], found.keys, found.gone, found.added, len(found.gone)), scope_sql
     source.execute("SELECT set_config('work_mem', %s, true)", (DIGEST_MEMORY,))
     buckets = digest.bucket_count(max(accepted, comparable))
     at_district = pool.submit(digest.district_digest, source, spec, query, buckets)
@@ -454,6 +479,7 @@ def _compare_digests(graph: Hierarchy, spec: ObjectSpec, scope: Scope, source: p
     changed = district.changed(at_state)
     listed = sum(district.counts[b] + at_state.counts[b] for b in changed)
     if listed > (accepted + comparable) // 2:  # most of it differs: copying everything is cheaper
+        _guard_deletes(guard, spec, district_id, comparable - accepted, held, at_least=True)
         return district, held, None, scope_sql
     if listed > 2 * digest.ROWS_MAX:
         return district, held, Wanted(buckets, changed), scope_sql
@@ -772,27 +798,48 @@ def _update(cur: psycopg.Cursor, spec: ObjectSpec, target: sql.Composable, distr
     ), [district_id]).rowcount
 
 
+def _delete(cur: psycopg.Cursor, target: sql.Composable, where: sql.Composable, params: Sequence,
+            check: DeleteCheck | None) -> int:
+    """Delete the state rows (alias `s`) `where` says. With a `check` (the delete guard),
+    count them first and let it refuse before anything is deleted; none to delete, no DELETE."""
+    if check is not None:
+        counted = cur.execute(sql.SQL("SELECT count(*) FROM {} s WHERE {}").format(target, where), params)
+        deleting = counted.fetchone()[0]
+        check(deleting)
+        if not deleting:
+            return 0
+    return cur.execute(sql.SQL("DELETE FROM {} s WHERE {}").format(target, where), params).rowcount
+
+
 def _delete_and_update(cur: psycopg.Cursor, spec: ObjectSpec, target: sql.Composable,
-                       scope_sql: sql.Composable, scope_params: list) -> tuple[int, int]:
-    """Delete state rows the district no longer has (in scope); update rows that differ."""
-    deleted = cur.execute(sql.SQL("DELETE FROM {target} s WHERE {scope} AND {gone}").format(
-        target=target, scope=scope_sql, gone=_gone(spec, "s")), scope_params).rowcount
+                       scope_sql: sql.Composable, scope_params: list,
+                       check: DeleteCheck | None = None) -> tuple[int, int]:
+    """Delete state rows the district no longer has (in scope; `check`ed first); update rows
+    that differ."""
+    deleted = _delete(cur, target, sql.SQL("{} AND {}").format(scope_sql, _gone(spec, "s")), scope_params, check)
     return deleted, _update(cur, spec, target, scope_params[0])
 
 
 def _merge_buckets(cur: psycopg.Cursor, spec: ObjectSpec, target: sql.Composable,
-                   scope_sql: sql.Composable, scope_params: list) -> tuple[int, int, int]:
+                   scope_sql: sql.Composable, scope_params: list,
+                   check: DeleteCheck | None = None) -> tuple[int, int, int]:
     """Merge the copied buckets only. The state's keys in those buckets are read once into a
     temp table; delete, update and insert then work through small joins and the primary key
     instead of each passing over the whole state table. Staged rows equal to the state's (the
-    exact canonical test) are dropped first, so the update touches only real changes."""
+    exact canonical test) are dropped first, so the update touches only real changes. The
+    keys to delete are counted in that temp table and `check`ed before the delete."""
     district_id = scope_params[0]
     cur.execute(sql.SQL("CREATE TEMP TABLE {held} ON COMMIT DROP AS SELECT {keys}"
                         " FROM {target} s WHERE {scope}").format(
         held=HELD, keys=sql.SQL(", ").join(sql.SQL("s.{}").format(ident(k)) for k in spec.key),
         target=target, scope=scope_sql), scope_params)
     cur.execute(sql.SQL("ANALYZE {}").format(HELD))
-    deleted = cur.execute(sql.SQL(
+    deleting = None
+    if check is not None:  # each key held is one state row (the primary key)
+        deleting = cur.execute(sql.SQL("SELECT count(*) FROM {} h WHERE {}").format(HELD, _gone(spec, "h"))
+                               ).fetchone()[0]
+        check(deleting)
+    deleted = 0 if deleting == 0 else cur.execute(sql.SQL(
         "DELETE FROM {target} s USING {held} h WHERE s.district_id = %s AND {sh} AND {gone}"
     ).format(target=target, held=HELD, sh=_key_match(spec, "s", "h"), gone=_gone(spec, "s")),
         [district_id]).rowcount
@@ -809,10 +856,11 @@ def _merge_buckets(cur: psycopg.Cursor, spec: ObjectSpec, target: sql.Composable
 
 
 def _merge_rows(cur: psycopg.Cursor, spec: ObjectSpec, target: sql.Composable, scope_sql: sql.Composable,
-                scope_params: list, wanted: Wanted) -> tuple[int, int, int]:
+                scope_params: list, wanted: Wanted, check: DeleteCheck | None = None) -> tuple[int, int, int]:
     """Merge the rows under the key hashes that differ: the staged rows are all of the
     district's rows under them, the state's are at `wanted.ctids` (integer keys, or ctids).
-    Every statement goes through the primary key or those ctids, never over the whole table.
+    Every statement goes through the primary key or those ctids, never over the whole table;
+    the rows to delete are counted and `check`ed first (the key diff has counted its own).
     (The ctids hold: no other sync
     of this object and district, and no delete of a parent, can run until commit:
     `lock_related`; the delete also checks the key hash and the scope again.)"""
@@ -826,10 +874,9 @@ def _merge_rows(cur: psycopg.Cursor, spec: ObjectSpec, target: sql.Composable, s
         column = digest.integer_key(spec)
         where = (sql.SQL("s.{} = ANY(CAST(%s AS bigint[]))").format(ident(column)) if column
                  else sql.SQL("s.ctid = ANY(CAST(%s AS tid[]))"))
-        deleted = cur.execute(sql.SQL(
-            "DELETE FROM {target} s WHERE {where} AND {scope} AND {key} = ANY(CAST(%s AS bigint[])) AND {gone}"
-        ).format(target=target, where=where, scope=scope_sql, key=digest.key_id_expr(spec, "s"),
-                 gone=_gone(spec, "s")), [wanted.ctids, *scope_params, wanted.keys]).rowcount
+        deleted = _delete(cur, target, sql.SQL("{where} AND {scope} AND {key} = ANY(CAST(%s AS bigint[])) AND {gone}")
+                          .format(where=where, scope=scope_sql, key=digest.key_id_expr(spec, "s"), gone=_gone(spec, "s")),
+                          [wanted.ctids, *scope_params, wanted.keys], check)
     updated = _update(cur, spec, target, district_id)
     inserted = 0 if wanted.added == 0 else _insert_new(cur, spec, target, district_id)
     cur.execute("RESET random_page_cost")
