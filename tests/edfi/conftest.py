@@ -30,8 +30,10 @@ def start_api(edfi_dsn, tmp_path_factory) -> Iterator[Callable[..., Server]]:
 
     started: list[LocalEdFiApi] = []
 
-    def start(**options) -> Server:
-        api = LocalEdFiApi(Options(port=0, **options), state_dir=tmp_path_factory.mktemp("edfi-api"), dsn=edfi_dsn)
+    def start(key: str | None = None, secret: str | None = None, **options) -> Server:
+        options.setdefault("token_limit", 0)  # tests share one client; the cap has a test of its own
+        api = LocalEdFiApi(Options(port=0, **options), state_dir=tmp_path_factory.mktemp("edfi-api"), dsn=edfi_dsn,
+                           key=key, secret=secret)
         started.append(api)
         info, _ = api.start(timeout=120)
         return Server(api, info)

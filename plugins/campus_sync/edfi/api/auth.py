@@ -62,8 +62,8 @@ class Tokens:
         token = secrets.token_hex(16)
         expires = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=self.ttl)
         if not await self.store.issue_token(token, key, tenant, expires, self.limit):
-            raise AuthError(429, "too_many_tokens",
-                            f"The client already holds {self.limit} live tokens; reuse one until it expires.")
+            raise AuthError(429, "too_many_tokens", f"Too many access tokens have been requested (limit is {self.limit}). "
+                                                    "Access tokens should be reused until they expire.")
         self._cache[token] = (tenant, time.time() + self.ttl)
         return {"access_token": token, "expires_in": self.ttl, "token_type": "bearer"}
 
