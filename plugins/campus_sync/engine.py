@@ -22,10 +22,13 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 import hashlib
+import re
+import time
 from dataclasses import asdict, dataclass, field
 
 import psycopg
 from psycopg import sql
+from psycopg.pq import TransactionStatus
 
 from campus_sync import connections, digest, keydiff
 from campus_sync.hierarchy import Hierarchy, ObjectSpec
@@ -56,6 +59,12 @@ class EmptySourceError(SyncError):
 
 class MassDeleteError(SyncError):
     """The resync would delete more than the configured share of the district's state rows."""
+
+
+class BadDataError(SyncError):
+    """A value PostgreSQL cannot take: a district value (or what the extract makes of it) that
+    is not valid for its type, out of its range or against a domain's check. The same rows
+    fail the same way on every try, so this is not retried."""
 
 
 @dataclass(frozen=True)
@@ -210,7 +219,7 @@ def sync_object(
 
     with ThreadPoolExecutor(max_workers=1) as pool, _sides(name, district_id) as conns:
         state, source = _connect(pool, conns, state_dsn, source_dsn)
-        with _holding(state, source, state_dsn, source_dsn):
+        with _holding(state, source, state_dsn, source_dsn), _bad_data(graph, spec, scope, district_id, state, source):
             # One snapshot of the district for the digest and the copy that follows it.
             source.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             source.read_only = True
@@ -389,6 +398,101 @@ def _sides(name: str, district_id: str) -> Iterator[dict[str, psycopg.Connection
         which = " and ".join(broken) if broken else "state or district"
         raise SyncError(f"{which} database: syncing {name} for district {district_id}: "
                         f"{str(exc).strip()}") from exc
+
+
+def _data_error(exc: psycopg.Error, side: str) -> bool:
+    """A data error: SQLSTATE class 22 (data exception) on either side, or class 23 (integrity
+    constraint violation) at the district, where only the extract's own casts (a domain's
+    check) can raise it. At the state class 23 may come from a concurrent writer: retried."""
+    code = exc.sqlstate or ""
+    return code.startswith("22") or (side == "district" and code.startswith("23"))
+
+
+def _failed_side(state: psycopg.Connection, source: psycopg.Connection) -> str:
+    """Which database raised the error being handled: the district when its transaction is the
+    one aborted, else the state. (A district error in a `COPY` between them aborts the state's
+    `COPY` too; a state error leaves the district's transaction alive; the engine's savepoints
+    are all at the state.)"""
+    return "district" if source.info.transaction_status == TransactionStatus.INERROR else "state"
+
+
+_COPY_COLUMN = re.compile(r"\bCOPY [^,]+, line \d+, column ([^:]+):")
+_QUOTED_COLUMN = re.compile(r'\bcolumn "([^"]+)"')
+
+
+def _column_said(exc: psycopg.Error, spec: ObjectSpec) -> str | None:
+    """The column PostgreSQL names for an error: its `column_name` field, the `COPY ... column
+    x` of its context, or a `column "x"` in its message; as the hierarchy declares it."""
+    diag = exc.diag
+    said = diag.column_name
+    for text, pattern in ((diag.context, _COPY_COLUMN), (diag.message_primary, _QUOTED_COLUMN)):
+        if not said and text and (found := pattern.search(text)):
+            said = found.group(1).strip()
+    if not said:
+        return None
+    return next((c for c in spec.column_names if c.lower() == said.lower()), said)
+
+
+PROBE_SECONDS = 60.0  # at most this long spent finding the column of a district data error
+
+
+def _probe_columns(graph: Hierarchy, spec: ObjectSpec, scope: Scope, source: psycopg.Connection,
+                   sqlstate: str | None) -> list[str]:
+    """The extract's column(s) whose value raises `sqlstate`, read one at a time as the engine
+    reads them (cast to the declared type), when PostgreSQL does not say which: each read
+    evaluates only that column's expression. None found when every column fails alike (the
+    error is in what all rows pass through: a join, a filter), none does, or the time is up."""
+    types = dict(spec.columns)
+    columns = [*spec.column_names, "reject_reason"]
+    deadline = time.monotonic() + PROBE_SECONDS
+    failing = []
+    try:
+        source.rollback()
+        query = sql.SQL(source_query(graph, spec, scope, source))
+        for column in columns:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return []
+            value = (digest.cast_declared("d", column, types[column]) if column in types
+                     else sql.SQL("d.{}").format(ident(column)))
+            try:
+                source.execute("SELECT set_config('statement_timeout', %s, true)", (f"{int(left * 1000) + 1}ms",))
+                source.execute(sql.SQL("SELECT count({}) FROM ({}) AS d").format(value, query))
+            except psycopg.errors.QueryCanceled:
+                return []
+            except psycopg.Error as exc:
+                if exc.sqlstate != sqlstate:
+                    return []
+                failing.append(column)
+            source.rollback()
+    except psycopg.Error:
+        return []
+    return failing if len(failing) < len(columns) else []
+
+
+@contextmanager
+def _bad_data(graph: Hierarchy, spec: ObjectSpec, scope: Scope, district_id: str, state: psycopg.Connection,
+              source: psycopg.Connection) -> Iterator[None]:
+    """A data error (`_data_error`) becomes a BadDataError naming the side it was raised on,
+    the district, the object and the column: the column PostgreSQL names, or, at the district
+    where it names none (a cast in the extract, or of the extract's value to its declared
+    type), the ones `_probe_columns` finds. Inside `_holding`: both connections still open."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        side = _failed_side(state, source)
+        if not _data_error(exc, side):
+            raise
+        said_column = _column_said(exc, spec)
+        columns = [said_column] if said_column else []
+        if not columns and side == "district":
+            columns = _probe_columns(graph, spec, scope, source, exc.sqlstate)
+        where = f"column{'s' * (len(columns) > 1)} {', '.join(columns)}: " if columns else ""
+        said = exc.diag.message_primary or str(exc).strip()
+        raise BadDataError(
+            f"{side} database: syncing {spec.name} for district {district_id}: {where}{said} "
+            f"(SQLSTATE {exc.sqlstate}, a data error: not retried, the same rows fail on every try); "
+            f"correct the value at the district or the extract include/sql/{spec.sql}; nothing was written") from exc
 
 
 def _guard_deletes(guard: DeleteGuard, spec: ObjectSpec, district_id: str, deleted: int, held: int,
