@@ -116,37 +116,71 @@ def batches(conn: psycopg.Connection, limit: int = 20, batch_id: int | None = No
 
 
 def last_results(conn: psycopg.Connection, district_id: str | None = None) -> list[dict]:
-    """Latest result per district and object (the Resync tool's Last Resync / Results columns)."""
+    """Last finished resync result per district, object and school year (the Resync tool's Last
+    Resync / Results columns), from `sync.last_result`: kept when the history is cleared."""
     cur = conn.cursor(row_factory=dict_row)
     return cur.execute(
-        """SELECT DISTINCT ON (district_id, object) district_id AS district, object, status,
-                  started_at AS last_resync, processed, errors, inserted, updated, deleted, unchanged
-             FROM sync.batch_result
+        """SELECT district_id AS district, object, end_year, batch_id, status, started_at AS last_resync,
+                  processed, errors, error_reasons
+             FROM sync.last_result
             WHERE (%(d)s::text IS NULL OR district_id = %(d)s)
-            ORDER BY district_id, object, started_at DESC NULLS LAST""",
+            ORDER BY district_id, object, end_year""",
         {"d": district_id},
     ).fetchall()
 
 
-def clear_counts(conn: psycopg.Connection, before: Any = None) -> dict[str, int]:
-    """What `clear` would delete: finished requests (before `before`, a date or timestamp) with
-    their object and selective-ID rows. Running requests are never cleared."""
-    where = "b.status <> 'running' AND (%(before)s::timestamptz IS NULL OR b.requested_at < %(before)s::timestamptz)"
+# Which finished requests Clear History takes: before a date or timestamp (`before`, NULL: any
+# time), of one district (`district`, NULL: every district). Running requests are never cleared.
+_CLEARABLE = ("b.status <> 'running'"
+              " AND (%(before)s::timestamptz IS NULL OR b.requested_at < %(before)s::timestamptz)"
+              " AND (%(district)s::text IS NULL OR %(district)s = ANY(b.districts))")
+# A request of several districts, cleared for one of them, keeps the others' rows.
+_SHARED = "%(district)s::text IS NOT NULL AND b.districts <> ARRAY[%(district)s::text]"
+
+
+def clear_counts(conn: psycopg.Connection, before: Any = None, district: str | None = None) -> dict[str, int]:
+    """What `clear` would delete: finished requests (made before `before`, a date or timestamp;
+    of `district`, or every district) with their object and selective-ID rows.
+
+    `requests`: requests deleted whole; `shared_requests`: requests of several districts that
+    lose only `district`'s rows (and stop listing it); the row counts are of `district` only.
+    Running requests are never cleared; the Resync view's last result per object stays
+    (sync.last_result)."""
+    params = {"before": before, "district": district}
     row = conn.execute(
-        f"""SELECT count(*),
-                   coalesce(sum((SELECT count(*) FROM sync.batch_result r WHERE r.batch_id = b.id)), 0),
-                   coalesce(sum((SELECT count(*) FROM sync.selective_key k WHERE k.batch_id = b.id)), 0)
-              FROM sync.batch b WHERE {where}""", {"before": before}).fetchone()
-    return {"requests": int(row[0]), "object_results": int(row[1]), "id_results": int(row[2])}
+        f"""SELECT count(*) FILTER (WHERE NOT ({_SHARED})),
+                   count(*) FILTER (WHERE {_SHARED}),
+                   coalesce(sum((SELECT count(*) FROM sync.batch_result r WHERE r.batch_id = b.id
+                                    AND (%(district)s::text IS NULL OR r.district_id = %(district)s))), 0),
+                   coalesce(sum((SELECT count(*) FROM sync.selective_key k WHERE k.batch_id = b.id
+                                    AND (%(district)s::text IS NULL OR k.district_id = %(district)s))), 0)
+              FROM sync.batch b WHERE {_CLEARABLE}""", params).fetchone()
+    return {"requests": int(row[0]), "shared_requests": int(row[1]), "object_results": int(row[2]),
+            "id_results": int(row[3])}
 
 
-def clear(conn: psycopg.Connection, before: Any = None) -> dict[str, int]:
-    """Clear History: delete finished requests (and, by cascade, their result rows). Only history
-    rows are deleted, never synced data. Returns the counts deleted."""
+def clear(conn: psycopg.Connection, before: Any = None, district: str | None = None) -> dict[str, int]:
+    """Clear History: delete finished requests (and, by cascade, their result rows), optionally only
+    those made before `before` and only `district`'s (see `clear_counts`). Only history rows are
+    deleted, never synced data nor the last result per object. Returns the counts deleted."""
+    params = {"before": before, "district": district}
     with conn.transaction():
-        counts = clear_counts(conn, before)
-        deleted = conn.execute(
-            "DELETE FROM sync.batch b WHERE b.status <> 'running' AND (%(before)s::timestamptz IS NULL"
-            " OR b.requested_at < %(before)s::timestamptz)", {"before": before}).rowcount
-    counts["requests"] = deleted
+        # the rows counted are the rows deleted: no request finishes or starts in between
+        conn.execute("LOCK TABLE sync.batch IN SHARE ROW EXCLUSIVE MODE")
+        counts = clear_counts(conn, before, district)
+        if district is not None:
+            shared = [r[0] for r in conn.execute(
+                f"SELECT b.id FROM sync.batch b WHERE {_CLEARABLE} AND {_SHARED} ORDER BY b.id", params)]
+            if shared:
+                conn.execute("DELETE FROM sync.batch_result WHERE batch_id = ANY(%s) AND district_id = %s",
+                             (shared, district))
+                conn.execute("DELETE FROM sync.selective_key WHERE batch_id = ANY(%s) AND district_id = %s",
+                             (shared, district))
+                conn.execute(
+                    "UPDATE sync.batch SET districts = array_remove(districts, %(d)s),"
+                    " details = details || jsonb_build_object('cleared_districts',"
+                    " coalesce(details->'cleared_districts', '[]'::jsonb) || to_jsonb(%(d)s::text))"
+                    " WHERE id = ANY(%(ids)s)", {"d": district, "ids": shared})
+        counts["requests"] = conn.execute(
+            f"DELETE FROM sync.batch b WHERE {_CLEARABLE} AND NOT ({_SHARED})", params).rowcount
     return counts

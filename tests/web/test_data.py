@@ -67,7 +67,7 @@ def test_resync_rows_latest_per_object_in_hierarchy_order(state, graph, deployme
     assert [r["object"] for r in rows] == list(graph.enabled(cfg.state, "current"))
     by = {r["object"]: r for r in rows}
     assert by["School"]["batch_id"] == newer and by["School"]["processed"] == 200
-    assert by["School"]["status"] == "yellow" and by["School"]["error_reasons"] == [("excluded_school", 2)]
+    assert by["School"]["status"] == "yellow" and [r[:2] for r in by["School"]["error_reasons"]] == [("excluded_school", 2)]
     assert by["District"]["status"] == "green"
     assert by["Calendar"]["status"] == "none" and by["Calendar"]["last_resync"] is None  # 0102's, not ours
     assert by["Enrollment"]["ancestors"] == list(graph.ancestors("Enrollment"))
@@ -110,7 +110,7 @@ def test_batch_detail_one_district_in_hierarchy_order(state, graph):
     d = data.batch_detail(state, graph, bid)
     assert d["district"] == "0101" and [r["object"] for r in d["results"]] == ["District", "Enrollment"]
     d2 = data.batch_detail(state, graph, bid, "0102")
-    assert d2["results"][0]["error_reasons"] == [("b", 3), ("a", 1)]
+    assert [r[:2] for r in d2["results"][0]["error_reasons"]] == [("b", 3), ("a", 1)]
     assert data.batch_detail(state, graph, 10**9) is None
     rows = list(csv.DictReader(io.StringIO(data.batch_csv(d2))))
     assert rows[0]["object"] == "School" and rows[0]["error_reasons"] == "b=3; a=1"
@@ -119,7 +119,7 @@ def test_batch_detail_one_district_in_hierarchy_order(state, graph):
 def test_clear_history_keeps_running_requests(state):
     done = _batch(state, results=[{"district_id": "0101", "object": "School", "processed": 1, "errors": 0}])
     running = _batch(state, status="running")
-    assert data.clear_preview(state) == {"requests": 1, "object_results": 1, "id_results": 0}
+    assert data.clear_preview(state) == {"requests": 1, "shared_requests": 0, "object_results": 1, "id_results": 0}
     assert data.clear_history(state)["requests"] == 1
     left = {b["id"] for b in data.history_page(state)["items"]}
     assert left == {running} and done not in left
@@ -159,3 +159,123 @@ def test_verification_latest(state, deployment):
     assert data.verification(state, deployment["config"], "0102")["district"] is None
     rows = list(csv.DictReader(io.StringIO(data.verification_csv(state, deployment["config"]))))
     assert {r["district_id"] for r in rows} == {"0101"} and "accuracy" in rows[0]
+
+
+def test_clear_history_of_one_district(state, graph):
+    """Clear History scoped to the shown district: that district's requests go; a request of several
+    districts keeps the others' results and lists only them; other districts are untouched."""
+    own = _batch(state, districts=("0101",), requested_at="2026-09-01 08:00+00", results=[
+        {"district_id": "0101", "object": "School", "processed": 1, "errors": 0}])
+    other = _batch(state, districts=("0102",), requested_at="2026-09-02 08:00+00", results=[
+        {"district_id": "0102", "object": "School", "processed": 2, "errors": 0}])
+    shared = _batch(state, districts=("0101", "0102"), requested_at="2026-10-05 08:00+00", results=[
+        {"district_id": "0101", "object": "School", "processed": 3, "errors": 0},
+        {"district_id": "0101", "object": "District", "processed": 1, "errors": 0},
+        {"district_id": "0102", "object": "School", "processed": 4, "errors": 0}])
+    running = _batch(state, districts=("0101",), status="running")
+
+    assert data.clear_preview(state, district="0101") == {
+        "requests": 1, "shared_requests": 1, "object_results": 3, "id_results": 0}
+    assert data.clear_preview(state, before="2026-10-01", district="0101") == {
+        "requests": 1, "shared_requests": 0, "object_results": 1, "id_results": 0}
+    assert data.clear_preview(state)["requests"] == 3  # every district: the three finished requests
+
+    assert data.clear_history(state, district="0101") == {
+        "requests": 1, "shared_requests": 1, "object_results": 3, "id_results": 0}
+    left = {b["id"]: b for b in data.history_page(state, per_page=100)["items"]}
+    assert set(left) == {other, shared, running} and own not in left
+    assert left[shared]["districts"] == ["0102"]
+    detail = data.batch_detail(state, graph, shared)
+    assert detail["district"] == "0102" and [r["processed"] for r in detail["results"]] == [4]
+    assert state.execute("SELECT count(*) FROM sync.batch_result WHERE district_id = '0101'"
+                         " AND batch_id <> %s", (running,)).fetchone()[0] == 0
+    assert data.history_page(state, district_id="0101", per_page=100)["total"] == 1  # the running one
+
+
+def test_resync_view_keeps_the_last_result_after_clear_history(state, graph, deployment):
+    """The Resync view's Last Resync / Processed / Errors describe data still at the state: Clear
+    History deletes requests, not the last result per object."""
+    cfg = deployment["config"]
+    _batch(state, requested_at="2026-09-01 10:00+00", results=[
+        {"district_id": "0101", "object": "School", "processed": 10, "errors": 0, "status": "green"}])
+    newer = _batch(state, requested_at="2026-10-01 10:00+00", results=[
+        {"district_id": "0101", "object": "School", "processed": 200, "errors": 3, "status": "red",
+         "error_reasons": {"state_excluded_school": 3}},
+        {"district_id": "0101", "object": "District", "processed": 1, "errors": 0, "status": "green"}])
+    before = {r["object"]: r for r in data.resync_rows(state, graph, cfg, "0101")}
+    assert data.clear_history(state)["requests"] == 2
+    after = {r["object"]: r for r in data.resync_rows(state, graph, cfg, "0101")}
+    for name in ("School", "District"):
+        for field in ("batch_id", "status", "last_resync", "processed", "errors", "error_reasons", "requested_by"):
+            assert after[name][field] == before[name][field], (name, field)
+    assert after["School"]["batch_id"] == newer and after["School"]["processed"] == 200
+    # a later resync replaces it; an earlier result recorded late (an Airflow retry) does not
+    latest = _batch(state, requested_at="2026-11-01 10:00+00", results=[
+        {"district_id": "0101", "object": "School", "processed": 7, "errors": 0, "status": "green"}])
+    _batch(state, requested_at="2026-08-01 10:00+00", results=[
+        {"district_id": "0101", "object": "School", "processed": 1, "errors": 1, "status": "red"}])
+    data.clear_history(state)
+    school = {r["object"]: r for r in data.resync_rows(state, graph, cfg, "0101")}["School"]
+    assert (school["batch_id"], school["processed"], school["status"]) == (latest, 7, "green")
+    # a selective sync is not a resync of the object; another school year is another row
+    _batch(state, kind="selective", requested_at="2026-12-01 10:00+00", results=[
+        {"district_id": "0101", "object": "School", "processed": 1, "errors": 1, "status": "red"}])
+    data.clear_history(state)
+    assert {r["object"]: r for r in data.resync_rows(state, graph, cfg, "0101")}["School"]["batch_id"] == latest
+    assert {r["object"]: r for r in data.resync_rows(state, graph, cfg, "0101", "next")}["Calendar"]["status"] == "none"
+
+
+def test_reasons_carry_plain_language_text(state, graph, deployment):
+    _batch(state, requested_at="2026-10-01 10:00+00", results=[
+        {"district_id": "0101", "object": "Calendar", "processed": 9, "errors": 3, "status": "red",
+         "error_reasons": {"state_excluded_calendar": 2, "parent_missing:School": 1}}])
+    row = {r["object"]: r for r in data.resync_rows(state, graph, deployment["config"], "0101")}["Calendar"]
+    (code1, n1, text1), (code2, n2, text2) = row["error_reasons"]
+    assert (code1, n1, code2, n2) == ("state_excluded_calendar", 2, "parent_missing:School", 1)
+    assert "calendar" in text1.lower() and "excluded" in text1.lower()
+    assert "School" in text2 and "not at the state" in text2
+
+
+def test_a_refused_mass_delete_offers_its_counts(state, graph, deployment):
+    """The engine's delete guard refuses a real resync; the page reads the counts from the refused
+    result and offers exactly that rerun (the refused objects and districts, confirm_deletes)."""
+    units = tasks.start_request({"objects": ["VaccineShot"], "districts": ["0101"]}, kind="partial", user="bob",
+                                dag_id="campus_partial_resync", run_id="manual__first")
+    outcomes = {(name, 0): ("success", tasks.run_object(name, units[0])) for name in units[0]["objects"]}
+    tasks.finish_request(units, outcomes)
+    held = state.execute("SELECT count(*) FROM state.vaccineshot WHERE district_id = '0101'").fetchone()[0]
+    with psycopg.connect(deployment["districts"]["0101"]) as conn:
+        gone = conn.execute("DELETE FROM campus.vaccineshot WHERE shotid IN (SELECT shotid FROM campus.vaccineshot"
+                            " ORDER BY shotid LIMIT %s)", (held * 6 // 10,)).rowcount
+    assert gone >= 10
+    state.rollback()
+    units = tasks.start_request({"objects": ["VaccineShot"], "districts": ["0101"], "check_dependencies": False},
+                                kind="partial", user="bob", dag_id="campus_partial_resync", run_id="manual__second")
+    with pytest.raises(Exception, match="would delete"):
+        tasks.run_object("VaccineShot", units[0])
+    tasks.finish_request(units, {("VaccineShot", 0): ("failed", None)})
+    batch_id = units[0]["batch_id"]
+
+    got = data.refusals(state, batch_id)
+    assert got["batch_id"] == batch_id and got["school_year"] == "current"
+    assert got["refused"] == [{"district_id": "0101", "object": "VaccineShot", "guard": "mass_delete",
+                               "deleted": gone, "held": held}]
+    assert got["reruns"] == [{"objects": ["VaccineShot"], "districts": ["0101"], "check_dependencies": False,
+                              "school_year": "current", "requested_by": "district", "confirm_deletes": True}]
+    row = {r["object"]: r for r in data.resync_rows(state, graph, deployment["config"], "0101")}["VaccineShot"]
+    assert row["refused"] == {"guard": "mass_delete", "deleted": gone, "held": held}
+    progress = data.batch_by_run(state, "campus_partial_resync", "manual__second")
+    assert progress["refused"] == got["refused"]
+
+    state.rollback()  # end this connection's read, so the next request's schema check is not held up
+    # every row gone at the district: the empty-source guard, with the rows the state holds
+    with psycopg.connect(deployment["districts"]["0101"]) as conn:
+        conn.execute("DELETE FROM campus.vaccineshot")
+    units = tasks.start_request({"objects": ["VaccineShot"], "districts": ["0101"], "check_dependencies": False},
+                                kind="partial", user="bob", dag_id="campus_partial_resync", run_id="manual__third")
+    with pytest.raises(Exception, match="no accepted"):
+        tasks.run_object("VaccineShot", units[0])
+    tasks.finish_request(units, {("VaccineShot", 0): ("failed", None)})
+    assert data.refusals(state, units[0]["batch_id"])["refused"] == [
+        {"district_id": "0101", "object": "VaccineShot", "guard": "empty_source", "deleted": held, "held": held}]
+    assert data.refusals(state, 10**9) is None

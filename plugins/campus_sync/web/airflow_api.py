@@ -104,3 +104,27 @@ async def dag_run(dag_id: str, run_id: str, *, token: str | None, user: BaseUser
     from urllib.parse import quote
 
     return await call("GET", f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}", token=token, user=user)
+
+
+async def dag(dag_id: str, *, token: str | None, user: BaseUser | None) -> dict:
+    """The DAG as Airflow's scheduler sees it (is_paused, max_active_runs, ...)."""
+    return await call("GET", f"/dags/{dag_id}", token=token, user=user)
+
+
+async def unpause(dag_id: str, *, token: str | None, user: BaseUser | None) -> dict:
+    """Unpause `dag_id` as the user (Airflow checks the user's edit right on the DAG)."""
+    return await call("PATCH", f"/dags/{dag_id}?update_mask=is_paused", token=token, user=user,
+                      json={"is_paused": False})
+
+
+async def runs(dag_id: str, states: tuple[str, ...], *, token: str | None, user: BaseUser | None,
+               limit: int = 20) -> dict:
+    """Runs of `dag_id` in `states`, oldest first ({"dag_runs": [...], "total_entries": n})."""
+    query = "&".join(f"state={s}" for s in states)
+    return await call("GET", f"/dags/{dag_id}/dagRuns?{query}&order_by=id&limit={int(limit)}",
+                      token=token, user=user)
+
+
+async def health(*, token: str | None, user: BaseUser | None) -> dict:
+    """Airflow's health report (the scheduler's status and last heartbeat)."""
+    return await call("GET", "/monitor/health", token=token, user=user)

@@ -9,18 +9,20 @@ a cross-site form cannot send (the session cookie is SameSite=Lax on top).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import functools
 import threading
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import psycopg
-from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
+from fastapi import Depends, FastAPI, HTTPException, Path as PathParam, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from campus_sync import config as config_mod
 from campus_sync import hierarchy, requests, schema, selective
@@ -30,6 +32,9 @@ STATIC = Path(__file__).resolve().parent / "static"
 STATIC_FILES = {"app.js": "text/javascript", "app.css": "text/css"}
 PREFIX = "/campus-sync"
 CSRF_HEADER = "x-campus-sync"
+BIGINT_MAX = 2**63 - 1  # request ids are bigserial: a larger one answers 422, never reaches the database
+
+BatchId = Annotated[int, PathParam(ge=1, le=BIGINT_MAX, description="a request id")]
 
 _schema_lock = threading.Lock()
 _schema_ready: set[str] = set()
@@ -76,27 +81,36 @@ def _json(value: Any, status_code: int = 200) -> JSONResponse:
     return JSONResponse(jsonable_encoder(value), status_code=status_code)
 
 
-class ResyncBody(BaseModel):
+class Body(BaseModel):
+    """A request body: a field the model does not declare is refused (422 naming it), never dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ResyncBody(Body):
     objects: list[str] = Field(default_factory=list)
     check_dependencies: bool = True
     districts: list[str] = Field(default_factory=list)
     school_year: Literal["current", "previous", "next"] = "current"
     requested_by: Literal["district", "state"] = "district"
+    # Allow this run's mass deletes / emptied objects (the engine's delete guards): Delete rights.
+    confirm_deletes: bool = False
 
 
-class SelectiveBody(BaseModel):
+class SelectiveBody(Body):
     object: str
     ids: str | list[int | str]
     district: str
 
 
-class VerifyBody(BaseModel):
+class VerifyBody(Body):
     districts: list[str] = Field(default_factory=list)
 
 
-class ClearBody(BaseModel):
+class ClearBody(Body):
     confirm: bool = False
     before: dt.date | None = None
+    district: str | None = None  # only this district's history (None: every district)
 
 
 def plan_request(body: ResyncBody, user_name: str) -> dict[str, Any]:
@@ -119,8 +133,11 @@ def plan_request(body: ResyncBody, user_name: str) -> dict[str, Any]:
         conf = {"objects": list(req.requested), "check_dependencies": req.check_dependencies,
                 "districts": list(req.districts), "school_year": req.school_year,
                 "requested_by": body.requested_by}
+    if req.confirm_deletes:  # both resync DAGs take the param (dagbuild.confirm_deletes_param)
+        conf["confirm_deletes"] = True
     plan = graph.plan(req.requested, req.check_dependencies, req.school_year, cfg.state)
     return {"dag_id": dag_id, "conf": conf, "kind": "full" if full else kind,
+            "confirm_deletes": req.confirm_deletes,
             "objects": list(req.objects), "requested": list(req.requested), "added": list(plan.added),
             "stages": [list(s) for s in plan.stages], "districts": list(req.districts),
             "school_year": req.school_year, "end_year": req.end_year,
@@ -133,6 +150,97 @@ async def _trigger(request: Request, user, dag_id: str, conf: dict) -> dict:
     except airflow_api.AirflowApiError as exc:
         raise HTTPException(exc.status_code, exc.detail) from None
     return {"dag_id": dag_id, "dag_run_id": run.get("dag_run_id"), "state": run.get("state"), "conf": conf}
+
+
+def _validation_detail(exc: RequestValidationError) -> str:
+    """One sentence naming every refused field: `page: Input should be less than or equal to 1000000`."""
+    parts = []
+    for err in exc.errors():
+        loc = [str(x) for x in err.get("loc", ()) if x not in ("body", "query", "path")]
+        if err.get("type") == "extra_forbidden":
+            parts.append(f"{'.'.join(loc)}: unknown field (not one this request takes)")
+        else:
+            parts.append(f"{'.'.join(loc) or 'request'}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+async def _api(coro):
+    """An Airflow REST API call; its refusal becomes this page's answer with the same status."""
+    try:
+        return await coro
+    except airflow_api.AirflowApiError as exc:
+        raise HTTPException(exc.status_code, exc.detail) from None
+
+
+ACTIONS = {rights.FULL: "Send Resync (every object)", rights.PARTIAL: "Send Resync",
+           rights.SELECTIVE: "Selective Sync", rights.VERIFICATION: "Re-Verify"}
+
+
+async def dag_states(request: Request, user) -> dict[str, dict]:
+    """Each campus DAG as the scheduler sees it, for this user: paused (runs wait queued), active
+    runs against max_active_runs, and whether this user may unpause it (else who may)."""
+    token = airflow_api.user_token(request)
+
+    async def one(dag_id: str) -> dict:
+        out: dict[str, Any] = {"dag_id": dag_id, "action": ACTIONS[dag_id]}
+        try:
+            dag, active = await asyncio.gather(
+                airflow_api.dag(dag_id, token=token, user=user),
+                airflow_api.runs(dag_id, ("queued", "running"), token=token, user=user, limit=1))
+        except airflow_api.AirflowApiError as exc:
+            known = exc.status_code != 404
+            out.update(error=(f"Airflow does not know {dag_id} yet (the dag-processor has not parsed it)"
+                              if not known else f"Airflow answered {exc.status_code}: {exc.detail}"))
+            return out
+        out.update(is_paused=bool(dag.get("is_paused")), max_active_runs=dag.get("max_active_runs"),
+                   active_runs=int(active.get("total_entries") or 0))
+        out["can_unpause"] = await run_in_threadpool(rights.can_edit_dag, user, dag_id)
+        if out["is_paused"] and not out["can_unpause"]:
+            out["who_can_unpause"] = await run_in_threadpool(rights.who_can_text, dag_id)
+        return out
+
+    found = await asyncio.gather(*(one(d) for d in rights.CAMPUS_DAGS))
+    return {d["dag_id"]: d for d in found}
+
+
+async def why_waiting(request: Request, user, dag_id: str, run: dict) -> dict:
+    """Why a queued run is not started yet, in the scheduler's terms: the DAG is paused, its
+    max_active_runs are taken (by which runs), the scheduler is not running, or none of these
+    (it is waiting for the scheduler's next loop)."""
+    token = airflow_api.user_token(request)
+    reasons: list[str] = []
+    dag, active, health = await asyncio.gather(
+        airflow_api.dag(dag_id, token=token, user=user),
+        airflow_api.runs(dag_id, ("running", "queued"), token=token, user=user, limit=50),
+        airflow_api.health(token=token, user=user), return_exceptions=True)
+    paused = isinstance(dag, dict) and bool(dag.get("is_paused"))
+    if paused:
+        can = await run_in_threadpool(rights.can_edit_dag, user, dag_id)
+        reasons.append(f"{dag_id} is paused in Airflow: the scheduler starts no run of a paused DAG. "
+                       + ("Unpause it here to let this run start." if can
+                          else f"Ask {await run_in_threadpool(rights.who_can_text, dag_id)} to unpause it."))
+    if isinstance(dag, dict) and isinstance(active, dict):
+        limit = dag.get("max_active_runs")
+        others = [r for r in active.get("dag_runs", []) if r.get("dag_run_id") != run.get("dag_run_id")]
+        running = [r for r in others if r.get("state") == "running"]
+        ahead = [r for r in others if r.get("state") == "queued"
+                 and str(r.get("queued_at") or "") < str(run.get("queued_at") or "~")]
+        if limit and len(running) >= int(limit):
+            names = ", ".join(r.get("dag_run_id", "?") for r in running[:3])
+            reasons.append(f"{dag_id} runs at most {limit} run(s) at a time (max_active_runs) and "
+                           f"{len(running)} is running ({names}): this run starts when it ends"
+                           + (f", after {len(ahead)} queued before it" if ahead else "") + ".")
+        elif ahead:
+            reasons.append(f"{len(ahead)} run(s) of {dag_id} were queued before this one.")
+    if isinstance(health, dict):
+        sched = health.get("scheduler") or {}
+        if sched.get("status") not in (None, "healthy"):
+            beat = sched.get("latest_scheduler_heartbeat") or "never"
+            reasons.append(f"Airflow's scheduler is not running (last heartbeat: {beat}): "
+                           "no run starts until it is back.")
+    if not reasons:
+        reasons.append("waiting for Airflow's scheduler to start it (it picks up queued runs every few seconds).")
+    return {"reasons": reasons, "paused": paused}
 
 
 def create_app() -> FastAPI:
@@ -148,6 +256,11 @@ def create_app() -> FastAPI:
                     f"<p><a href='{login}' target='_top'>Sign in to Airflow</a></p>")
             return HTMLResponse(body, status_code=exc.status_code)
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        """Bad input: 422 with one sentence naming each refused field (never a 500 further down)."""
+        return JSONResponse({"detail": _validation_detail(exc)}, status_code=422)
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> HTMLResponse:
@@ -187,8 +300,23 @@ def create_app() -> FastAPI:
     async def send_resync(body: ResyncBody, request: Request, user: rights.ReadUser) -> JSONResponse:
         planned = await run_in_threadpool(plan_request, body, user.get_name())
         await run_in_threadpool(rights.check_write, user, planned["dag_id"])
+        if body.confirm_deletes:
+            await run_in_threadpool(rights.check_delete, user, _cfg().state_conn_id,
+                                    "confirm a resync's mass deletes")
         run = await _trigger(request, user, planned["dag_id"], planned["conf"])
         return _json(dict(run, plan=planned))
+
+    @app.get("/api/dags")
+    async def dags(request: Request, user: rights.ReadUser) -> JSONResponse:
+        return _json({"dags": await dag_states(request, user)})
+
+    @app.post("/api/dags/{dag_id}/unpause")
+    async def unpause(dag_id: str, request: Request, user: rights.ReadUser) -> JSONResponse:
+        if dag_id not in rights.CAMPUS_DAGS:
+            raise HTTPException(404, f"not a campus DAG: {dag_id!r}")
+        await run_in_threadpool(rights.check_edit_dag, user, dag_id)
+        dag = await _api(airflow_api.unpause(dag_id, token=airflow_api.user_token(request), user=user))
+        return _json({"dag_id": dag_id, "is_paused": bool(dag.get("is_paused"))})
 
     @app.get("/api/progress")
     async def progress(dag_id: str, run_id: str, request: Request, user: rights.ReadUser) -> JSONResponse:
@@ -203,11 +331,15 @@ def create_app() -> FastAPI:
             with state_conn() as conn:
                 return data.batch_by_run(conn, dag_id, run_id)
 
-        return _json({"dag_id": dag_id, "run_id": run_id, "state": run.get("state"),
-                      "batch": await run_in_threadpool(batch)})
+        out = {"dag_id": dag_id, "run_id": run_id, "state": run.get("state"),
+               "batch": await run_in_threadpool(batch)}
+        if run.get("state") == "queued":
+            out["waiting"] = await why_waiting(request, user, dag_id, run)
+        return _json(out)
 
     @app.get("/api/history")
-    def history_list(page: int = Query(1, ge=1), per_page: int = Query(25, ge=1, le=data.MAX_PER_PAGE),
+    def history_list(page: int = Query(1, ge=1, le=data.MAX_PAGE),
+                     per_page: int = Query(25, ge=1, le=data.MAX_PER_PAGE),
                      kind: str | None = None, district: str | None = None) -> JSONResponse:
         if kind and kind not in data.KINDS:
             raise HTTPException(400, f"unknown kind {kind!r}; use one of {', '.join(data.KINDS)}")
@@ -225,20 +357,34 @@ def create_app() -> FastAPI:
                         headers={"Content-Disposition": 'attachment; filename="resync-history.csv"'})
 
     @app.get("/api/history/clear")
-    def clear_preview(before: dt.date | None = None) -> JSONResponse:
+    def clear_preview(before: dt.date | None = None, district: str | None = None) -> JSONResponse:
+        """What Clear History would delete, for one district (or every one) and before a date."""
+        d = _district(_cfg(), district) if district else None
         with state_conn() as conn:
-            return _json(data.clear_preview(conn, before))
+            return _json(dict(data.clear_preview(conn, before, d), district=d, before=data.cutoff(conn, before)))
 
     @app.post("/api/history/clear")
     def clear(body: ClearBody, user: rights.ReadUser) -> JSONResponse:
         rights.check_delete(user, _cfg().state_conn_id)
         if not body.confirm:
             raise HTTPException(400, "Clear History needs confirmation: send {\"confirm\": true}")
+        d = _district(_cfg(), body.district) if body.district else None
         with state_conn() as conn:
-            return _json({"deleted": data.clear_history(conn, body.before)})
+            return _json({"deleted": data.clear_history(conn, body.before, d), "district": d,
+                          "before": data.cutoff(conn, body.before)})
+
+    @app.get("/api/history/{batch_id}/refused")
+    def history_refused(batch_id: BatchId) -> JSONResponse:
+        """The request's results the delete guards refused, with their counts and the reruns that
+        would confirm exactly those deletes (sent by a user with Delete rights)."""
+        with state_conn() as conn:
+            found = data.refusals(conn, batch_id)
+        if found is None:
+            raise HTTPException(404, f"no request with id {batch_id}")
+        return _json(found)
 
     @app.get("/api/history/{batch_id}")
-    def history_detail(batch_id: int, district: str | None = None) -> JSONResponse:
+    def history_detail(batch_id: BatchId, district: str | None = None) -> JSONResponse:
         with state_conn() as conn:
             detail = data.batch_detail(conn, _graph(), batch_id, district)
         if detail is None:
@@ -246,7 +392,7 @@ def create_app() -> FastAPI:
         return _json(detail)
 
     @app.get("/api/history/{batch_id}/results.csv")
-    def history_detail_csv(batch_id: int, district: str | None = None) -> Response:
+    def history_detail_csv(batch_id: BatchId, district: str | None = None) -> Response:
         with state_conn() as conn:
             detail = data.batch_detail(conn, _graph(), batch_id, district)
         if detail is None:
@@ -267,7 +413,7 @@ def create_app() -> FastAPI:
         return _json(dict(run, objects=list(req.objects), keys=list(req.keys)))
 
     @app.get("/api/selective/{batch_id}/report.{fmt}")
-    def selective_report(batch_id: int, fmt: Literal["pdf", "csv"]) -> Response:
+    def selective_report(batch_id: BatchId, fmt: Literal["pdf", "csv"]) -> Response:
         from campus_sync import report
 
         with state_conn() as conn:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 from collections.abc import Sequence
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
-from campus_sync import alerts, config as config_mod, history, verify
+from campus_sync import alerts, config as config_mod, engine, history, reasons, verify
 from campus_sync.hierarchy import Hierarchy
 
 # Kinds that count as a "resync" of an object (the Resync view's Last Resync column); a selective
@@ -23,6 +24,7 @@ from campus_sync.hierarchy import Hierarchy
 RESYNC_KINDS = ("full", "partial", "state_request")
 KINDS = ("full", "partial", "state_request", "selective", "verification")
 MAX_PER_PAGE = 200
+MAX_PAGE = 1_000_000  # OFFSET stays far inside bigint; beyond it the page answers 422
 
 
 # ------------------------------------------------------------------------------ Resync view
@@ -53,7 +55,9 @@ def resync_rows(conn: psycopg.Connection, graph: Hierarchy, cfg: config_mod.Conf
     """One row per object offered for `school_year`, in hierarchy (run) order, with the latest
     resync result of `district_id` for that year: Last Resync, Processed, Errors, reasons, status.
 
-    One index probe per object (batch_result_last_idx), so the cost does not grow with history.
+    The newer of the history's latest row (a resync in progress shows gray) and the kept last
+    result (`sync.last_result`, which Clear History leaves alone). One index probe each per
+    object (batch_result_last_idx, the last_result key), so the cost does not grow with history.
     """
     cfg.district(district_id)  # unknown district: ConfigError naming it
     objects = list(graph.enabled(cfg.state, school_year))
@@ -62,20 +66,80 @@ def resync_rows(conn: psycopg.Connection, graph: Hierarchy, cfg: config_mod.Conf
                   r.processed, r.errors, r.error_reasons, r.message, r.kind, r.requested_by
              FROM unnest(%(objects)s::text[]) WITH ORDINALITY AS o(object, ord)
              LEFT JOIN LATERAL (
-                  SELECT r.batch_id, r.status, r.started_at, r.finished_at, r.processed, r.errors,
-                         r.error_reasons, r.message, b.kind, b.requested_by
-                    FROM sync.batch_result r JOIN sync.batch b ON b.id = r.batch_id
-                   WHERE r.district_id = %(d)s AND r.object = o.object AND r.started_at IS NOT NULL
-                     AND b.end_year = %(y)s AND b.kind = ANY(%(kinds)s)
-                   ORDER BY r.started_at DESC LIMIT 1) r ON true
+                  SELECT c.* FROM (
+                      (SELECT r.batch_id, r.status, r.started_at, r.finished_at, r.processed, r.errors,
+                              r.error_reasons, r.message, b.kind, b.requested_by
+                         FROM sync.batch_result r JOIN sync.batch b ON b.id = r.batch_id
+                        WHERE r.district_id = %(d)s AND r.object = o.object AND r.started_at IS NOT NULL
+                          AND b.end_year = %(y)s AND b.kind = ANY(%(kinds)s)
+                        ORDER BY r.started_at DESC LIMIT 1)
+                      UNION ALL
+                      (SELECT l.batch_id, l.status, l.started_at, l.finished_at, l.processed, l.errors,
+                              l.error_reasons, l.message, l.kind, l.requested_by
+                         FROM sync.last_result l
+                        WHERE l.district_id = %(d)s AND l.object = o.object AND l.end_year = %(y)s)
+                  ) c ORDER BY c.started_at DESC LIMIT 1) r ON true
             ORDER BY o.ord""",
         {"objects": objects, "d": district_id, "y": cfg.end_year(school_year), "kinds": list(RESYNC_KINDS)},
     ).fetchall()
     for r in rows:
         r["status"] = r["status"] or "none"
-        r["error_reasons"] = sorted((r["error_reasons"] or {}).items(), key=lambda kv: (-int(kv[1]), kv[0]))
+        r["error_reasons"] = reasons.with_text(r["error_reasons"])
         r["ancestors"] = list(graph.ancestors(r["object"]))
+        r["refused"] = refusal(r["status"], r["message"])
     return rows
+
+
+# ------------------------------------------------------------------------------ Delete guard
+# The engine's guards refuse a resync that would delete more than the configured share of an
+# object's state rows, or empty it; the refused result's message carries the counts and names
+# the override (engine.CONFIRM_HINT). The page reads the counts back from it to offer the
+# override to a user with Delete rights.
+_MASS_DELETE = re.compile(r"would delete (\d+) of the (\d+) rows the state holds")
+_EMPTY_SOURCE = re.compile(r"has no accepted \S+ rows \(\d+ in scope, [^)]*\) but the state holds (\d+)")
+
+
+def refusal(status: str | None, message: str | None) -> dict[str, Any] | None:
+    """{"guard", "deleted", "held"} when a failed result was refused by a delete guard, else None."""
+    if status != "failed" or not message or engine.CONFIRM_HINT not in message:
+        return None
+    if m := _MASS_DELETE.search(message):
+        return {"guard": "mass_delete", "deleted": int(m.group(1)), "held": int(m.group(2))}
+    if m := _EMPTY_SOURCE.search(message):
+        return {"guard": "empty_source", "deleted": int(m.group(1)), "held": int(m.group(1))}
+    return None
+
+
+def refusals(conn: psycopg.Connection, batch_id: int) -> dict[str, Any] | None:
+    """A request's results the delete guards refused (every district), with the counts, and the
+    reruns that confirm exactly those deletes: only the refused objects, for the districts that
+    refused them (grouped when several districts refused the same objects), without adding parents
+    (they ran in the refused request), `confirm_deletes` set. None when there is no such request."""
+    cur = conn.cursor(row_factory=dict_row)
+    batch = cur.execute("SELECT id, kind, school_year, objects FROM sync.batch WHERE id = %s",
+                        (batch_id,)).fetchone()
+    if batch is None:
+        return None
+    order = {n: i for i, n in enumerate(batch["objects"] or [])}
+    refused = []
+    for r in cur.execute("SELECT district_id, object, status, message FROM sync.batch_result"
+                         " WHERE batch_id = %s AND status = 'failed' ORDER BY district_id", (batch_id,)):
+        found = refusal(r["status"], r["message"])
+        if found:
+            refused.append({"district_id": r["district_id"], "object": r["object"], **found})
+    refused.sort(key=lambda x: (x["district_id"], order.get(x["object"], 10**6), x["object"]))
+    by_district: dict[str, list[str]] = {}
+    for x in refused:
+        by_district.setdefault(x["district_id"], []).append(x["object"])
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for district, objects in sorted(by_district.items()):
+        groups.setdefault(tuple(objects), []).append(district)
+    reruns = [{"objects": list(objects), "districts": districts, "check_dependencies": False,
+               "school_year": batch["school_year"],
+               "requested_by": "state" if batch["kind"] == "state_request" else "district",
+               "confirm_deletes": True} for objects, districts in sorted(groups.items(), key=lambda g: g[1])]
+    return {"batch_id": batch["id"], "kind": batch["kind"], "school_year": batch["school_year"],
+            "refused": refused, "reruns": reruns}
 
 
 # ------------------------------------------------------------------------------ History
@@ -122,14 +186,16 @@ def batch_detail(conn: psycopg.Connection, graph: Hierarchy, batch_id: int,
         (batch_id, district)).fetchall()
     results.sort(key=lambda r: (order.get(r["object"], 10**6), r["object"]))
     for r in results:
-        r["error_reasons"] = sorted((r["error_reasons"] or {}).items(), key=lambda kv: (-int(kv[1]), kv[0]))
+        r["error_reasons"] = reasons.with_text(r["error_reasons"])
+        r["refused"] = refusal(r["status"], r["message"])
     batch["district"] = district
     batch["results"] = results
     return batch
 
 
 def batch_by_run(conn: psycopg.Connection, dag_id: str, run_id: str) -> dict[str, Any] | None:
-    """The request a DAG run recorded, with its progress (objects done / total), or None yet."""
+    """The request a DAG run recorded, with its progress (objects done / total) and the results
+    the delete guards refused (with their counts), or None yet."""
     row = conn.cursor(row_factory=dict_row).execute(
         """SELECT b.id, b.kind, b.status, b.districts, b.objects, b.details,
                   (SELECT count(*) FROM sync.batch_result r WHERE r.batch_id = b.id AND r.status <> 'gray') AS done,
@@ -140,17 +206,25 @@ def batch_by_run(conn: psycopg.Connection, dag_id: str, run_id: str) -> dict[str
     row["total"] = len(row["districts"] or []) * len(row["objects"] or [])
     if row["kind"] == "selective":
         row["total"] = len(row["objects"] or [])
+    row["refused"] = refusals(conn, row["id"])["refused"]
     return row
 
 
-def clear_preview(conn: psycopg.Connection, before: Any = None) -> dict[str, int]:
-    """What Clear History would delete (same rule as `campus-sync history clear`)."""
-    return history.clear_counts(conn, before)
+def clear_preview(conn: psycopg.Connection, before: Any = None, district: str | None = None) -> dict[str, int]:
+    """What Clear History would delete (same rule as `campus-sync history clear`), for `district`
+    (None: every district) and requests made before `before`."""
+    return history.clear_counts(conn, before, district)
 
 
-def clear_history(conn: psycopg.Connection, before: Any = None) -> dict[str, int]:
-    """Clear History: exactly `campus-sync history clear` (finished requests only, never data)."""
-    return history.clear(conn, before)
+def cutoff(conn: psycopg.Connection, before: Any) -> dt.datetime | None:
+    """`before` as the state database reads it (a date: midnight in its time zone), with its offset."""
+    return conn.execute("SELECT %s::timestamptz", (before,)).fetchone()[0] if before is not None else None
+
+
+def clear_history(conn: psycopg.Connection, before: Any = None, district: str | None = None) -> dict[str, int]:
+    """Clear History: exactly `campus-sync history clear` (finished requests only, never data, never
+    the last result per object), optionally of one district and before a date."""
+    return history.clear(conn, before, district)
 
 
 # ------------------------------------------------------------------------------ Verification
@@ -212,7 +286,7 @@ def _csv(rows: Sequence[dict], columns: Sequence[str]) -> str:
 HISTORY_CSV = ("id", "kind", "status", "requested_by", "requested_at", "completed_at", "school_year",
                "end_year", "check_dependencies", "districts", "requested", "objects", "records", "dag_id", "run_id")
 RESULTS_CSV = ("object", "status", "started_at", "finished_at", "processed", "errors", "inserted",
-               "updated", "deleted", "unchanged", "excluded", "error_reasons", "message")
+               "updated", "deleted", "unchanged", "excluded", "error_reasons", "error_reason_text", "message")
 VERIFICATION_CSV = ("district_id", "name", "overall_accuracy", "object", "accuracy", "verified_at", "distinct",
                     "at_district", "at_state", "refused", "missing", "extra", "different", "total_errors")
 
@@ -231,7 +305,9 @@ def history_csv(conn: psycopg.Connection, kind: str | None = None, district_id: 
 
 
 def batch_csv(detail: dict) -> str:
-    rows = [dict(r, error_reasons="; ".join(f"{k}={v}" for k, v in r["error_reasons"])) for r in detail["results"]]
+    rows = [dict(r, error_reasons="; ".join(f"{k}={v}" for k, v, _ in r["error_reasons"]),
+                 error_reason_text="; ".join(f"{k}: {t}" for k, _, t in r["error_reasons"] if t))
+            for r in detail["results"]]
     return _csv(rows, RESULTS_CSV)
 
 

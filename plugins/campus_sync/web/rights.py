@@ -5,7 +5,10 @@ Airflow's own auth manager for the signed-in user. Fail closed: no user, no righ
   the runs of every campus DAG (`GET` on DAG runs of the four DAGs below).
 - **Write** (Send Resync, Selective Sync, Re-Verify): Read, and the user may create runs
   (`POST` on DAG runs) of the DAG that action triggers.
-- **Delete** (Clear History): Read, the user may delete runs of every campus DAG, **and** may
+- **Unpause** a campus DAG (new DAGs start paused, and a run of a paused DAG waits queued):
+  Read, and the user may edit that DAG (`PUT` on the DAG, what Airflow's own pause switch
+  needs). Airflow checks it again when the page unpauses through its REST API as the user.
+- **Delete** (Clear History, and confirming a resync's mass deletes): Read, the user may delete runs of every campus DAG, **and** may
   delete the state database's Airflow connection (`DELETE` on connection `campus_state`): Clear
   History deletes rows of the state database, so it needs authority over that database, not only
   over DAG runs. With the simple auth manager: viewer reads, user (and op) also writes, op and
@@ -79,6 +82,32 @@ def can_delete(user: BaseUser | None, state_conn_id: str) -> bool:
         return False
 
 
+def can_edit_dag(user: BaseUser | None, dag_id: str) -> bool:
+    """May `user` edit (pause/unpause) `dag_id`? Any error counts as no."""
+    if user is None or dag_id not in CAMPUS_DAGS or not can_read(user):
+        return False
+    try:
+        return bool(_auth_manager().is_authorized_dag(
+            method="PUT", details=DagDetails(id=dag_id, team_name=_team(dag_id)), user=user))
+    except Exception:  # noqa: BLE001 - fail closed
+        return False
+
+
+def who_can_edit(dag_id: str) -> list[str] | None:
+    """The configured users who may unpause `dag_id`, when the auth manager can list its users
+    (the simple auth manager); None when it cannot (FAB, Keycloak...: ask an Airflow admin)."""
+    manager = _auth_manager()
+    get_users = getattr(manager, "get_users", None)
+    if get_users is None:
+        return None
+    try:
+        users = list(get_users())
+        return sorted({u.get_name() for u in users if manager.is_authorized_dag(
+            method="PUT", details=DagDetails(id=dag_id, team_name=_team(dag_id)), user=u)})
+    except Exception:  # noqa: BLE001 - cannot tell: say so rather than guess
+        return None
+
+
 def rights_of(user: BaseUser | None, state_conn_id: str) -> dict[str, bool]:
     """What the page offers this user (the server checks again on every action)."""
     return {"read": can_read(user),
@@ -105,8 +134,25 @@ def check_write(user: BaseUser, dag_id: str) -> None:
                             f"Write rights needed: you may not trigger {dag_id}")
 
 
-def check_delete(user: BaseUser, state_conn_id: str) -> None:
+def check_delete(user: BaseUser, state_conn_id: str, action: str = "clear history") -> None:
     if not can_delete(user, state_conn_id):
         raise HTTPException(status.HTTP_403_FORBIDDEN,
-                            "Delete rights needed to clear history: deleting runs of the campus DAGs "
+                            f"Delete rights needed to {action}: deleting runs of the campus DAGs "
                             f"and the state database connection {state_conn_id!r}")
+
+
+def who_can_text(dag_id: str) -> str:
+    """Who to ask to unpause `dag_id`, in a sentence."""
+    who = who_can_edit(dag_id)
+    if who:
+        return f"users who may edit DAG {dag_id} in Airflow: {', '.join(who)}"
+    if who is None:
+        return f"a user whose Airflow role may edit DAG {dag_id} (ask your Airflow administrator)"
+    return f"no configured user may edit DAG {dag_id}: ask your Airflow administrator"
+
+
+def check_edit_dag(user: BaseUser, dag_id: str) -> None:
+    if not can_edit_dag(user, dag_id):
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            f"you may not unpause {dag_id}: that needs edit rights on the DAG in Airflow; "
+                            f"ask {who_can_text(dag_id)}")
