@@ -328,3 +328,10 @@ def test_summary_lists_every_login_with_its_role_and_password(tmp_path):
     text = af.summary()
     assert "admin (admin) / pw-admin" in text and "ana (viewer) / pw-ana" in text
     assert str(af.password_file) in text
+
+
+def test_overridden_settings_have_a_hint_or_the_constants_name():
+    from campus_sync.airflow_local import REQUIRED_SETTINGS
+    from campus_sync.cli.airflow_cmd import OVERRIDE_HINTS
+
+    assert set(OVERRIDE_HINTS) <= REQUIRED_SETTINGS

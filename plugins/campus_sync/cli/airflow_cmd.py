@@ -8,6 +8,17 @@ import sys
 import time
 
 
+# How to choose what a replaced AIRFLOW__* setting asked for.
+OVERRIDE_HINTS = {
+    "AIRFLOW__CORE__EXECUTOR": "; choose it with AIRFLOW_EXECUTOR=CeleryExecutor (make) or --executor",
+    "AIRFLOW__CELERY__BROKER_URL": "; give your broker with --broker-url",
+    "AIRFLOW__API__PORT": "; move it with AIRFLOW_PORT (make) or --port",
+    "AIRFLOW__API__BASE_URL": "; it follows AIRFLOW_PORT / --port and --host",
+    "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": "; it follows AIRFLOW_PORT / --port",
+    "AIRFLOW__API__HOST": "; choose it with --host",
+}
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     a = sub.add_parser("airflow", help="run a real Airflow (api-server, scheduler, dag-processor, triggerer)",
                        description="Start/stop Airflow 3 in the background with this project's DAGs, plugins and "
@@ -61,8 +72,9 @@ def cmd_start(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     print(f"starting Airflow ({af.executor}) in {af.home} on port {af.port} ...", flush=True)
     for key in af.shell_overrides():
-        print(f"note: {key} from the environment is not used: `make airflow` sets it "
-              f"(see REQUIRED_SETTINGS in campus_sync/airflow_local.py)", file=sys.stderr, flush=True)
+        print(f"note: {key} from the environment is not used: this deployment sets it"
+              f"{OVERRIDE_HINTS.get(key, ' (REQUIRED_SETTINGS in campus_sync/airflow_local.py)')}",
+              file=sys.stderr, flush=True)
     try:
         started = af.start(timeout=args.timeout)
     except AirflowStartError as exc:
