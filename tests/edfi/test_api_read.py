@@ -153,3 +153,36 @@ def test_tenant_year_routes(start_api, server):
     # a token is for its tenant only
     shared = Api(server)
     problem(shared.http.get(f"{srv.base}/data/v3/ed-fi/schools", headers=shared.headers), 401, "security:authentication")
+
+
+def test_data_standard_4_server(start_api, server):
+    """`--data-standard 4.0`: DS 4.0 natural keys, required fields and descriptor values, in a store
+    of its own."""
+    from edfi_helpers import school_with_session
+
+    srv = start_api(data_standard="4.0")
+    api = Api(srv)
+    with srv.client() as c:
+        assert c.get(srv.base + "/").json()["dataModels"][0]["version"] == "4.0.0"
+    sid, _ = school_with_session(api)
+    gp = {"gradingPeriodDescriptor": "uri://ed-fi.org/GradingPeriodDescriptor#First Semester", "periodSequence": 1,
+          "schoolReference": {"schoolId": sid}, "schoolYearTypeReference": {"schoolYear": 2027},
+          "beginDate": "2026-08-20", "endDate": "2026-12-20", "totalInstructionalDays": 80}
+    assert api.post("gradingPeriods", gp).status_code == 201  # no gradingPeriodName in DS 4.0
+    del gp["periodSequence"]
+    body = problem(api.post("gradingPeriods", gp), 400, "bad-request:data-validation-failed")
+    assert list(body["validationErrors"]) == ["$.periodSequence"]
+    problem(api.post("schools", school(3_000_000_000)), 400, "bad-request:data-validation-failed")  # 32-bit ids
+    stu = f"F{next_id()}"
+    api.created("students", student(stu))
+    seoa = {"studentReference": {"studentUniqueId": stu}, "educationOrganizationReference": {"educationOrganizationId": sid},
+            "sexDescriptor": "uri://ed-fi.org/SexDescriptor#Female",
+            "races": [{"raceDescriptor": "uri://ed-fi.org/RaceDescriptor#Black - African American"}]}
+    assert api.post("studentEducationOrganizationAssociations", seoa).status_code == 201
+    seoa["races"] = [{"raceDescriptor": "uri://ed-fi.org/RaceDescriptor#Black or African American"}]  # a DS 5 value
+    problem(api.post("studentEducationOrganizationAssociations", seoa), 400, "bad-request:data-validation-failed")
+    del seoa["sexDescriptor"]
+    problem(api.post("studentEducationOrganizationAssociations", seoa), 400, "bad-request:data-validation-failed")
+    # its data is its own: the DS 5.2 server of the same database does not see this school
+    assert api.get("schools", params={"schoolId": sid}).json()
+    assert Api(server).get("schools", params={"schoolId": sid}).json() == []

@@ -152,3 +152,20 @@ def test_two_target_fields_with_one_name_need_explicit_fields(model_copy):
           "  gradeReference: {reference: grades}\n")
     with pytest.raises(ModelError, match="both default to field 'schoolYear'"):
         edfi_model.load(model_copy)
+
+
+def test_data_standard_4_keys_required_fields_and_descriptor_values():
+    m4 = edfi_model.load(data_standard="4.0")
+    assert m4.data_standard["version"] == "4.0.0"
+    assert all(r.data_standard == "4.0" for r in m4.resources.values())
+    assert m4.resource("gradingPeriods").key_paths == (
+        "gradingPeriodDescriptor", "periodSequence", "schoolReference.schoolId", "schoolYearTypeReference.schoolYear")
+    # references follow their target's key: a DS 4.0 grade names its grading period by periodSequence
+    assert "periodSequence" in m4.resource("grades").properties["gradingPeriodReference"].field_names
+    assert "beginDate" not in " ".join(m4.resource("staffSectionAssociations").key_paths)
+    assert m4.resource("courseTranscripts").properties["earnedCredits"].required
+    assert m4.property_at(m4.resource("courses"), "educationOrganizationReference.educationOrganizationId").type == "int32"
+    races = [v.code_value for v in m4.descriptor_values["RaceDescriptor"]]
+    assert "Black - African American" in races and "Black or African American" not in races
+    with pytest.raises(ModelError, match="unknown Ed-Fi Data Standard '3.3'"):
+        edfi_model.load(data_standard="3.3")

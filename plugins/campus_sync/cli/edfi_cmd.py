@@ -84,6 +84,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                            help="the school year the printed URLs name (default: the current school year)")
             p.add_argument("--token-limit", type=int, default=15,
                            help="live tokens one client may hold, as ODS/API 7.3 (default 15; 0: no limit)")
+            p.add_argument("--data-standard", default=None, metavar="VERSION",
+                           help="Ed-Fi Data Standard of the resources (default 5.2; 4.0: its natural keys, required "
+                                "fields and core descriptor values, see include/edfi/README.md)")
             p.add_argument("--dsn", default=None,
                            help="PostgreSQL to store in (default: the embedded server's edfi_local database)")
             p.add_argument("--key", default=None, help="client key to accept (default: generated once and kept)")
@@ -92,6 +95,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.set_defaults(func=func)
     m = esub.add_parser("model", help="check the Ed-Fi resource model (include/edfi/) and print its order")
     m.add_argument("--json", action="store_true", help="print the dependency order as JSON")
+    m.add_argument("--data-standard", default=None, metavar="VERSION", help="the Data Standard (default 5.2; or 4.0)")
     m.set_defaults(func=cmd_model)
 
 
@@ -107,7 +111,7 @@ def _api(args: argparse.Namespace):
     opts = Options(port=8765 if args.port is None else args.port, host=args.host, routes=args.routes, tenant=args.tenant,
                    school_year=args.school_year, token_ttl=args.token_ttl, token_limit=args.token_limit,
                    faults=args.faults, fault_kinds=args.fault_kinds, fault_seed=args.fault_seed,
-                   retry_after=args.retry_after, fault_delay=args.fault_delay)
+                   retry_after=args.retry_after, fault_delay=args.fault_delay, data_standard=args.data_standard)
     return LocalEdFiApi(options=opts, dsn=args.dsn, key=args.key, secret=args.secret)
 
 
@@ -115,7 +119,8 @@ def _describe(info: dict) -> str:
     return (f"local Ed-Fi API (a local implementation of the Ed-Fi API client contract, for development and tests)\n"
             f"  base URL:        {info['base_url']}\n"
             f"  token URL:       {info['oauth_url']}\n"
-            f"  data URL:        {info['data_url']}/ed-fi/...   (routes: {info['routes']})\n"
+            f"  data URL:        {info['data_url']}/ed-fi/...   (routes: {info['routes']}; "
+            f"Ed-Fi Data Standard {info.get('data_standard', '?')})\n"
             f"  client key:      {info['key']}\n"
             f"  client secret:   {info['secret']}\n"
             f"  port {info['port']}, pid {info['pid']}; stop: campus-sync edfi api stop")
@@ -125,8 +130,11 @@ def cmd_start(args: argparse.Namespace) -> int:
     from campus_sync.cli import CliError
     from campus_sync.edfi.api.server import ApiStartError
 
+    from campus_sync.edfi import model as edfi_model
+
     api = _api(args)
     try:
+        edfi_model.load(data_standard=args.data_standard)  # a bad model or standard: refused here, not in the log
         info, started = api.start(timeout=args.timeout)
     except (ApiStartError, ValueError) as exc:
         raise CliError(str(exc)) from None
@@ -162,7 +170,7 @@ def cmd_model(args: argparse.Namespace) -> int:
     from campus_sync.edfi import model as edfi_model
 
     try:
-        m = edfi_model.load()
+        m = edfi_model.load(data_standard=args.data_standard)
     except edfi_model.ModelError as exc:
         raise CliError(str(exc)) from None
     deps = m.dependencies()

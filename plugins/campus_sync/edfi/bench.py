@@ -5,7 +5,8 @@ API (any free port, database `edfi_bench` on the embedded server unless a DSN is
 first), fetches one token, and POSTs N generated students with httpx at a bounded number of
 requests in flight: once as creates (201), then the same students again as updates (200). It
 reports requests per second and latency percentiles for each round, then stops what it started.
-The client runs on the same machine, so the figures include its cost too.
+The client runs on the same machine, so the figures include its cost too; the CPU each side spent
+per request (the API's process from /proc, the client's own) shows where the time goes.
 """
 
 from __future__ import annotations
@@ -26,7 +27,25 @@ def student(i: int, round_: int) -> dict:
             "birthCity": "Frankfort"}
 
 
-async def _round(client, url: str, headers: dict, n: int, concurrency: int, round_: int) -> dict:
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU of a process so far (Linux /proc), or None."""
+    import os
+
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+async def _round(client, url: str, headers: dict, n: int, concurrency: int, round_: int, server_pid: int) -> dict:
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     next_i = 0
@@ -41,13 +60,17 @@ async def _round(client, url: str, headers: dict, n: int, concurrency: int, roun
             latencies.append(time.perf_counter() - t0)
             statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
 
+    s0, c0 = _cpu_seconds(server_pid), _own_cpu()
     t0 = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     wall = time.perf_counter() - t0
+    s1, c1 = _cpu_seconds(server_pid), _own_cpu()
     lat = sorted(latencies)
     q = statistics.quantiles(lat, n=100) if len(lat) >= 2 else lat * 99
     return {"requests": n, "seconds": round(wall, 3), "per_second": round(n / wall, 1), "statuses": statuses,
-            "latency_ms": {"p50": round(q[49] * 1000, 1), "p95": round(q[94] * 1000, 1), "p99": round(q[98] * 1000, 1)}}
+            "latency_ms": {"p50": round(q[49] * 1000, 1), "p95": round(q[94] * 1000, 1), "p99": round(q[98] * 1000, 1)},
+            "server_cpu_ms_per_request": round((s1 - s0) * 1000 / n, 3) if s0 is not None and s1 is not None else None,
+            "client_cpu_ms_per_request": round((c1 - c0) * 1000 / n, 3)}
 
 
 async def _bench(info: dict, students: int, concurrency: int) -> dict:
@@ -62,8 +85,8 @@ async def _bench(info: dict, students: int, concurrency: int) -> dict:
         warm = await client.post(url, json=student(students, 0), headers=headers)  # seeds the context
         if warm.status_code not in (200, 201):
             raise RuntimeError(f"the warm-up POST failed: {warm.status_code} {warm.text}")
-        create = await _round(client, url, headers, students, concurrency, 1)
-        update = await _round(client, url, headers, students, concurrency, 2)
+        create = await _round(client, url, headers, students, concurrency, 1, info["pid"])
+        update = await _round(client, url, headers, students, concurrency, 2, info["pid"])
     return {"create": create, "update": update}
 
 
@@ -97,5 +120,6 @@ def format_report(res: dict) -> str:
         r = res[name]
         lat = r["latency_ms"]
         lines.append(f"  {name:<7} {r['per_second']:>8.1f} requests/s  ({r['seconds']:.1f} s; statuses {r['statuses']}; "
-                     f"latency p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms)")
+                     f"latency p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms; CPU per request: "
+                     f"API {r['server_cpu_ms_per_request']} ms, client {r['client_cpu_ms_per_request']} ms)")
     return "\n".join(lines)

@@ -100,6 +100,7 @@ class Resource(Node):
     superclass: str | None = None
     superclass_identity: str | None = None
     key_paths: tuple[str, ...] = ()
+    data_standard: str = ""  # the Data Standard this definition follows ("5.2", "4.0")
 
     @property
     def path(self) -> str:
@@ -266,9 +267,13 @@ def model_dir() -> Path:
     return paths.include_dir() / "edfi"
 
 
-@functools.lru_cache(maxsize=4)
-def load(root: Path | str | None = None) -> Model:
-    """Read and check the model under `root` (default include/edfi); cached per process."""
+@functools.lru_cache(maxsize=8)
+def load(root: Path | str | None = None, data_standard: str | None = None) -> Model:
+    """Read and check the model under `root` (default include/edfi); cached per process.
+
+    `data_standard` picks one of model.yaml's `data_standards` (default: `default_data_standard`,
+    the one the files are written for); for another, each file's `other_data_standards` entry
+    for it is applied (a resource's identity and the properties that differ)."""
     import yaml
 
     root = Path(root) if root is not None else model_dir()
@@ -282,9 +287,48 @@ def load(root: Path | str | None = None) -> Model:
             raise ModelError(f"{path}: not valid YAML: {exc}") from None
 
     top = read(root / "model.yaml") or {}
+    standards = top.get("data_standards") or {}
+    base = str(top.get("default_data_standard") or "")
+    if base not in standards:
+        raise ModelError(f"{root / 'model.yaml'}: default_data_standard {base!r} is not one of data_standards")
+    ds = str(data_standard or base)
+    if ds not in standards:
+        raise ModelError(f"unknown Ed-Fi Data Standard {ds!r}; the model has {', '.join(sorted(standards))}")
+
+    def variant(spec: dict, source: str) -> dict:
+        declared = str(spec.get("data_standard", base))
+        if declared != base:
+            raise ModelError(f"{source}: written for Data Standard {declared}, but the model's files follow {base}")
+        if ds == base:
+            return spec
+        change = (spec.get("other_data_standards") or {}).get(ds)
+        if not change:
+            return spec
+        unknown = set(change) - {"identity", "properties", "unified"}
+        if unknown:
+            raise ModelError(f"{source}: other_data_standards {ds} may change identity, properties and unified, "
+                             f"not {', '.join(sorted(unknown))}")
+        out = dict(spec)
+        for k in ("identity", "unified"):
+            if k in change:
+                out[k] = change[k]
+        props = dict(spec.get("properties") or {})
+        for k, v in (change.get("properties") or {}).items():
+            if v is None:
+                if k not in props:
+                    raise ModelError(f"{source}: other_data_standards {ds} removes {k!r}, which is not a property")
+                del props[k]
+            else:
+                props[k] = v
+        out["properties"] = props
+        if "unified" not in change:  # groups lose the paths of removed properties
+            groups = ([q for q in g if q.split(".")[0].removesuffix("[*]") in props] for g in spec.get("unified") or [])
+            out["unified"] = [g for g in groups if len(g) > 1]
+        return out
+
     specs: list[tuple[dict, str, bool, str]] = []  # (spec, source, served, kind)
     for spec in top.get("abstract") or []:
-        specs.append((spec, "model.yaml", False, "abstract"))
+        specs.append((variant(spec, "model.yaml"), "model.yaml", False, "abstract"))
     files = sorted((root / "resources").glob("*.yaml"))
     if not files:
         raise ModelError(f"{root / 'resources'}: no resource files")
@@ -294,15 +338,25 @@ def load(root: Path | str | None = None) -> Model:
             raise ModelError(f"{path}: expected a mapping")
         if spec.get("resource") != path.stem:
             raise ModelError(f"{path}: resource is {spec.get('resource')!r}; the file must be named after it")
-        specs.append((spec, f"resources/{path.name}", True, "resource"))
+        source = f"resources/{path.name}"
+        specs.append((variant(spec, source), source, True, "resource"))
     unserved = root / "unserved.yaml"
     for spec in ((read(unserved) or {}).get("resources") or []) if unserved.is_file() else []:
-        specs.append((spec, "unserved.yaml", False, "resource"))
-    values = (read(root / "descriptors.yaml") or {}).get("descriptors") or {}
-    return _compile(top, specs, values)
+        specs.append((variant(spec, "unserved.yaml"), "unserved.yaml", False, "resource"))
+    doc = read(root / "descriptors.yaml") or {}
+    values = dict(doc.get("descriptors") or {})
+    if ds != base:
+        for name, change in ((doc.get("other_data_standards") or {}).get(ds) or {}).items():
+            if name not in values:
+                raise ModelError(f"descriptors.yaml: other_data_standards {ds} changes {name}, which has no entry")
+            drop = set(change.get("remove") or [])
+            kept = [v for v in values[name] if (v if isinstance(v, str) else v[0]) not in drop]
+            values[name] = kept + list(change.get("add") or [])
+    return _compile({**top, "data_standard": {"id": ds, **standards[ds]}}, specs, values)
 
 
 def _compile(top: dict, specs: list[tuple[dict, str, bool, str]], values: Mapping[str, list]) -> Model:
+    ds_id = str((top.get("data_standard") or {}).get("id", ""))
     raw: dict[str, tuple[dict, str, bool, str]] = {}
     for spec, source, served, kind in specs:
         name = spec.get("resource")
@@ -384,7 +438,7 @@ def _compile(top: dict, specs: list[tuple[dict, str, bool, str]], values: Mappin
             properties=n.properties, identity=n.identity, unified=n.unified, name=name,
             entity=spec.get("entity") or name, kind=kind, served=served, source=source,
             campus_resync_group=group, key_updatable=bool(spec.get("key_updatable", False)),
-            superclass=sup.get("resource"), superclass_identity=sup.get("identity"))
+            superclass=sup.get("resource"), superclass_identity=sup.get("identity"), data_standard=ds_id)
 
     namespace = str(top.get("descriptor_namespace") or "uri://ed-fi.org").rstrip("/")
     descriptor_values: dict[str, tuple[DescriptorValue, ...]] = {}
@@ -406,7 +460,8 @@ def _compile(top: dict, specs: list[tuple[dict, str, bool, str]], values: Mappin
         endpoint = descriptor_endpoint(d)
         dprops = {k: prop(k, v, f"descriptor {d}.{k}") for k, v in DESCRIPTOR_PROPERTIES.items()}
         resources[endpoint] = Resource(properties=dprops, identity=("namespace", "codeValue"), name=endpoint,
-                                       entity=d, kind="descriptor", served=True, source="descriptors.yaml")
+                                       entity=d, kind="descriptor", served=True, source="descriptors.yaml",
+                                       data_standard=ds_id)
 
     subclasses: dict[str, list[str]] = {}
     for r in resources.values():
@@ -501,7 +556,7 @@ def _resolve_keys(model: Model) -> Model:
             properties=n.properties, identity=r.identity, unified=r.unified, name=r.name, entity=r.entity,
             kind=r.kind, served=r.served, source=r.source, campus_resync_group=r.campus_resync_group,
             key_updatable=r.key_updatable, superclass=r.superclass, superclass_identity=r.superclass_identity,
-            key_paths=key_paths[name])
+            key_paths=key_paths[name], data_standard=r.data_standard)
     out = Model(resources=resources, descriptor_values=model.descriptor_values, data_standard=model.data_standard,
                 descriptor_namespace=model.descriptor_namespace, school_years=model.school_years,
                 person_updates_after=model.person_updates_after, subclasses=model.subclasses)

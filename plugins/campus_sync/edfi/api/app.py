@@ -160,6 +160,7 @@ class EdFiApi:
                           if r.served and r.kind in ("resource", "descriptor")}
         self._queries: dict[str, dict[str, tuple[tuple[str, ...], Property]]] = {}
         self._deps = _encode(model.dependencies())
+        self._standard = "DS" + model.data_standard.get("id", "")
         first, last = model.school_years
         self._years = range(first, last + 1)
 
@@ -172,6 +173,8 @@ class EdFiApi:
             return
         try:
             route = self._route(scope["path"])
+            # Each Data Standard is a store of its own, as an ODS's database is of one standard.
+            route.context = f"{self._standard}/{route.context}"
             if route.kind == "health":
                 await self._send(send, 200, _encode({"status": "ok", "implementation": IMPLEMENTATION}))
                 return
@@ -198,6 +201,16 @@ class EdFiApi:
             await self._dispatch(scope, receive, send, route, headers)
         except HttpError as exc:
             await self._send(send, exc.status, _encode(exc.body()), PROBLEM, exc.headers)
+        except Exception:  # noqa: BLE001 - an unexpected failure: logged, answered as the ODS/API does
+            import traceback
+
+            traceback.print_exc()
+            error = HttpError(500, "system-error", "System Error",
+                              "An unexpected problem has occurred. See the local Ed-Fi API's log (api.log).")
+            try:
+                await self._send(send, 500, _encode(error.body()), PROBLEM)
+            except Exception:  # noqa: BLE001 - the response had already started
+                pass
 
     async def _lifespan(self, receive, send) -> None:
         while True:

@@ -64,6 +64,9 @@ class Tokens:
         if not await self.store.issue_token(token, key, tenant, expires, self.limit):
             raise AuthError(429, "too_many_tokens", f"Too many access tokens have been requested (limit is {self.limit}). "
                                                     "Access tokens should be reused until they expire.")
+        if len(self._cache) > 10_000:  # forget expired tokens now and then
+            now = time.time()
+            self._cache = {t: v for t, v in self._cache.items() if v[1] > now}
         self._cache[token] = (tenant, time.time() + self.ttl)
         return {"access_token": token, "expires_in": self.ttl, "token_type": "bearer"}
 

@@ -60,6 +60,7 @@ class Options:
     retry_after: int = 1
     fault_delay: float = 2.0
     pool_size: int = 4
+    data_standard: str | None = None  # None: the model's default (5.2)
 
     def argv(self) -> list[str]:
         out = ["--port", str(self.port), "--host", self.host, "--routes", self.routes, "--tenant", self.tenant,
@@ -70,6 +71,8 @@ class Options:
             out += ["--school-year", str(self.school_year)]
         if self.fault_seed is not None:
             out += ["--fault-seed", str(self.fault_seed)]
+        if self.data_standard is not None:
+            out += ["--data-standard", self.data_standard]
         return out
 
     def comparable(self) -> dict:
@@ -121,7 +124,8 @@ class LocalEdFiApi:
         state = self.recorded()
         if pid is None or state.get("pid") != pid or "key" not in state:
             return None
-        return {k: state[k] for k in ("base_url", "oauth_url", "key", "secret", "port", "routes", "data_url", "pid")}
+        return {k: state[k] for k in ("base_url", "oauth_url", "key", "secret", "port", "routes", "data_url", "pid",
+                                      "data_standard") if k in state}
 
     # ------------------------------------------------------------------ start / stop
     def start(self, timeout: float = 60) -> tuple[dict, bool]:
@@ -299,6 +303,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--retry-after", type=int, default=1)
     r.add_argument("--fault-delay", type=float, default=2.0)
     r.add_argument("--pool-size", type=int, default=4)
+    r.add_argument("--data-standard", default=None)
     return p
 
 
@@ -321,11 +326,11 @@ def run(argv: list[str] | None = None) -> int:
                         token_limit=args.token_limit, pool_size=args.pool_size,
                         faults=FaultPlan(args.faults, kinds, args.fault_seed, args.retry_after, args.fault_delay),
                         key=os.environ.get("CAMPUS_SYNC_EDFI_KEY"), secret=os.environ.get("CAMPUS_SYNC_EDFI_SECRET"))
-    app = EdFiApi(edfi_model.load(), dsn, settings)
+    app = EdFiApi(edfi_model.load(data_standard=args.data_standard), dsn, settings)
     options = Options(port=args.port, host=args.host, routes=args.routes, tenant=args.tenant, school_year=args.school_year,
                       token_ttl=args.token_ttl, token_limit=args.token_limit, faults=args.faults, fault_kinds=kinds,
                       fault_seed=args.fault_seed, retry_after=args.retry_after, fault_delay=args.fault_delay,
-                      pool_size=args.pool_size)
+                      pool_size=args.pool_size, data_standard=args.data_standard)
     try:
         import uvloop  # noqa: F401
 
@@ -346,6 +351,7 @@ def run(argv: list[str] | None = None) -> int:
         if args.state_file is not None and app.credentials is not None:
             key, secret = app.credentials
             state = {"pid": os.getpid(), "port": args.port, "routes": args.routes, "key": key, "secret": secret,
+                     "data_standard": app.model.data_standard.get("version"),
                      "options": options.comparable(),
                      **urls(options, args.port, args.school_year or current_school_year())}
             tmp = args.state_file.with_suffix(".tmp")
