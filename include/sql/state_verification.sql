@@ -1,10 +1,12 @@
--- Verification Summary (seed 000): district vs state, per district and object, kept so the
+-- Verification Summary: district vs state, per district and object, kept so the
 -- latest summary can be shown without recomputing. Idempotent: run on every schema check.
 -- Definitions (plugins/campus_sync/verify.py):
 --   at_district   rows the object's extract returns for the district (current school year for
 --                 objects tied to one), including rows the state refuses
---   refused       of those, rows the state refuses by rule (the extract's reject_reason) or whose
---                 parent is neither at the district nor at the state; not expected at the state
+--   refused       of those, rows the state refuses by rule (the extract's reject_reason), rows
+--                 with a NULL or duplicated key (null_key, duplicate_key, as the sync refuses
+--                 them) and rows whose parent is neither at the district nor at the state; not
+--                 expected at the state
 --   at_state      state rows of the district (and year)
 --   missing       expected rows not at the state (by key); extra: state rows not expected;
 --   different     same key, different content
@@ -25,7 +27,7 @@ CREATE TABLE IF NOT EXISTS sync.verification_run (
     previous_run_id  bigint REFERENCES sync.verification_run (id) ON DELETE SET NULL,  -- re-verify after heal
     dag_id           text,
     run_id           text,
-    details          jsonb NOT NULL DEFAULT '{}'
+    details          jsonb NOT NULL DEFAULT '{}'   -- heal_keys, unhealable; errors: {district: message}
 );
 
 CREATE TABLE IF NOT EXISTS sync.verification_result (

@@ -1,4 +1,4 @@
-"""Verification Summary (seed 000): how well the state matches each district. Plain Python.
+"""Verification Summary: how well the state matches each district. Plain Python.
 
 For each district and each object enabled for the state, the object's extract (the engine's own
 query and school-year scope) is streamed from the district into a temp table in the state
@@ -6,8 +6,10 @@ database and compared with the state rows of that district (and year) by key and
 
 - At District: rows the extract returns, including rows the state refuses.
 - Refused: rows the state refuses **by rule** (the extract's `reject_reason`: state-excluded
-  enrollments, grade levels, calendars, test-score requirements...) and orphans whose parent is
-  neither among the district's accepted rows nor at the state. They are not expected at the state,
+  enrollments, grade levels, calendars, test-score requirements...), rows with a NULL key or a
+  key the district has more than once (`null_key`, `duplicate_key`, as the sync refuses them),
+  and orphans whose parent is neither among the district's accepted rows nor at the state.
+  They are not expected at the state,
   so they do not count as missing; a refused row that *is* at the state counts as extra.
 - At State: the state's rows for the district (and year).
 - Missing / Extra / Different: expected rows not at the state / state rows not expected / same
@@ -16,6 +18,9 @@ database and compared with the state rows of that district (and year) by key and
 - Accuracy % = 100 x (Distinct - Total Errors) / Distinct, rounded *down* to 2 decimals (so
   100.00 % always means no error; 100 % when Distinct is 0). A district's Overall Accuracy is
   the same ratio over the sums of all its objects.
+
+A district that cannot be verified (its extract fails, it cannot be reached) is reported for
+that district; the others are still verified and stored in the same run.
 
 Results (and a sample of mismatched keys) are stored in `sync.verification_*`
 (include/sql/state_verification.sql); `latest()` shows the last summary without recomputing.
@@ -49,8 +54,14 @@ ISSUES = sql.Identifier("campus_verify_issue")
 
 
 class VerifyError(RuntimeError):
-    """An object could not be compared (e.g. its extract query fails). The run keeps the error
-    (and the districts verified before it); the district's results are not stored."""
+    """A district could not be verified (e.g. an object's extract query fails, or the district
+    cannot be reached). That district's results are not stored; the run keeps the error, and
+    the other districts are still verified and stored. `summary`: what `verify` stored, with
+    `errors` per district, when the error ends a run."""
+
+    def __init__(self, message: str, summary: dict | None = None):
+        super().__init__(message)
+        self.summary = summary
 
 
 @dataclass
@@ -118,6 +129,7 @@ def check_object(graph: Hierarchy, name: str, cur: psycopg.Cursor, source: psyco
     copy_across(source, sql.SQL("COPY ({}) TO STDOUT").format(sql.SQL(query)), cur,
                 sql.SQL("COPY {} ({}, reject_reason) FROM STDIN").format(STAGE, cols))
     cur.execute(sql.SQL("ANALYZE {}").format(STAGE))
+    _refuse_bad_keys(spec, cur)
     # Orphans: the parent is neither among the district's accepted rows (verified earlier in run
     # order) nor at the state. The engine refuses them as parent_missing; so does this check.
     for fk in spec.foreign_keys:
@@ -183,6 +195,20 @@ def check_object(graph: Hierarchy, name: str, cur: psycopg.Cursor, source: psyco
     return check
 
 
+def _refuse_bad_keys(spec, cur: psycopg.Cursor) -> None:
+    """Refuse what the sync refuses on the staged rows themselves, under the same reasons: a
+    NULL key (`null_key`: it can never be at the state) and every row of a key the district
+    has more than once (`duplicate_key`). Such rows are counted as refused, not expected."""
+    null = sql.SQL(" OR ").join(sql.SQL("g.{} IS NULL").format(ident(k)) for k in spec.key)
+    cur.execute(sql.SQL("UPDATE {} g SET reject_reason = 'null_key' WHERE g.reject_reason IS NULL AND ({})")
+                .format(STAGE, null))
+    keys = sql.SQL(", ").join(ident(k) for k in spec.key)
+    cur.execute(sql.SQL(
+        "UPDATE {stage} g SET reject_reason = 'duplicate_key' WHERE g.reject_reason IS NULL"
+        " AND ({keys}) IN (SELECT {keys} FROM {stage} GROUP BY {keys} HAVING count(*) > 1)"
+    ).format(stage=STAGE, keys=keys))
+
+
 def verify_district(graph: Hierarchy, cfg: config_mod.Config, district_id: str, state_dsn: str,
                     names: list[str] | None = None) -> list[ObjectCheck]:
     """Check every enabled object (run order, so parents' accepted keys are known) of one district."""
@@ -191,7 +217,12 @@ def verify_district(graph: Hierarchy, cfg: config_mod.Config, district_id: str, 
     roots = heal_roots(graph, cfg.state)
     names = names or list(graph.enabled(cfg.state))
     out = []
-    with psycopg.connect(state_dsn) as state, psycopg.connect(db.dsn(district.conn_id, f"district {district.id}")) as source:
+    try:
+        source_dsn = db.dsn(district.conn_id, f"district {district.id}")
+        source = psycopg.connect(source_dsn)
+    except (db.ConnectionConfigError, psycopg.Error) as exc:
+        raise VerifyError(f"cannot connect to district {district.id}: {str(exc).strip()}") from exc
+    with source, psycopg.connect(state_dsn) as state:
         source.read_only = True
         cur = state.cursor()
         cur.execute(sql.SQL("CREATE TEMP TABLE {} (object text, key text, PRIMARY KEY (object, key))"
@@ -227,6 +258,9 @@ def verify(districts: list[str] | None = None, *, user: str, heal: bool = False,
     """Verify the districts (default: all configured), store the results, return the summary.
 
     The summary carries, per district, the keys a selective sync would repair (`heal_keys`).
+    A district that cannot be verified does not stop the others: each of the rest is verified
+    and stored, the run keeps the errors per district, and then `VerifyError` names every
+    failed district and carries the stored summary (`summary`, with `errors`).
     """
     from campus_sync import hierarchy
 
@@ -243,14 +277,13 @@ def verify(districts: list[str] | None = None, *, user: str, heal: bool = False,
         conn.commit()
         heal_keys: dict[str, dict[str, list[int]]] = {}
         unhealable: dict[str, dict[str, int]] = {}
+        errors: dict[str, str] = {}
         for d in chosen:
             try:
                 checks = verify_district(graph, cfg, d, sdsn)
             except VerifyError as exc:
-                conn.execute("UPDATE sync.verification_run SET completed_at = now(), details = %s WHERE id = %s",
-                             (json.dumps({"error": str(exc)}), vrun))
-                conn.commit()
-                raise
+                errors[d] = str(exc)
+                continue
             _store(conn, vrun, d, checks)
             keys: dict[str, set[int]] = {}
             for c in checks:
@@ -260,12 +293,20 @@ def verify(districts: list[str] | None = None, *, user: str, heal: bool = False,
                     unhealable.setdefault(d, {})[c.object] = c.unhealable
             if keys:
                 heal_keys[d] = {root: sorted(v) for root, v in keys.items()}
+        details = {"heal_keys": heal_keys, "unhealable": unhealable} | ({"errors": errors} if errors else {})
         conn.execute("UPDATE sync.verification_run SET completed_at = now(), details = %s WHERE id = %s",
-                     (json.dumps({"heal_keys": heal_keys, "unhealable": unhealable}), vrun))
+                     (json.dumps(details), vrun))
         conn.commit()
         summary = latest(conn, chosen, cfg=cfg, run_id=vrun)
     summary["heal_keys"] = heal_keys
     summary["unhealable"] = unhealable
+    if errors:
+        summary["errors"] = errors
+        verified = [d for d in chosen if d not in errors]
+        raise VerifyError(
+            "; ".join(f"district {d}: {msg}" for d, msg in sorted(errors.items()))
+            + (f" (verification run {vrun}: {', '.join(verified)} verified and stored)" if verified
+               else f" (verification run {vrun}: no district verified)"), summary=summary)
     return summary
 
 

@@ -47,7 +47,7 @@ def test_verify_finds_exactly_the_damage_and_heal_repairs_it(synced, graph, stud
     # rows the state refuses by rule are counted at the district but not expected at the state
     assert objs["Enrollment"]["refused"] > 0
     assert objs["Enrollment"]["at_state"] == objs["Enrollment"]["at_district"] - objs["Enrollment"]["refused"]
-    assert objs["TestScore"]["refused"] >= 6  # seed 002's six requirements, and orphans
+    assert objs["TestScore"]["refused"] >= 6  # the six TestScore batch-sync requirements, and orphans
     assert clean["heal_keys"] == {} and clean["unhealable"] == {}
     good = all_rows(state, graph, ["Behavior", "PersonIdentity", "Enrollment", "School"])
 
@@ -120,5 +120,88 @@ def test_verify_cli_text_and_other_district(synced, capsys):
         conn.execute("ALTER TABLE campus.plan RENAME COLUMN personid TO person_id")
     assert cli.main(["verify", "--district", "0102"]) == 1
     assert "cannot verify Plan for district 0102" in capsys.readouterr().err
-    (error,) = q(synced["state"], "SELECT details->>'error' FROM sync.verification_run ORDER BY id DESC LIMIT 1")[0]
+    (error,) = q(synced["state"], "SELECT details->'errors'->>'0102' FROM sync.verification_run"
+                                  " ORDER BY id DESC LIMIT 1")[0]
     assert "cannot verify Plan" in error
+
+
+def _drop_primary_key(conn: psycopg.Connection, spec) -> None:
+    """A district table without a primary key, as some districts' are."""
+    conn.execute(f"ALTER TABLE campus.{spec.table} DROP CONSTRAINT {spec.table}_pkey")
+    for k in spec.key:
+        conn.execute(f"ALTER TABLE campus.{spec.table} ALTER COLUMN {k.lower()} DROP NOT NULL")
+
+
+def _add_null_key_row(dsn: str, spec) -> None:
+    """A copy of one district row of `spec` with its key set to NULL."""
+    key = spec.key[0].lower()
+    with psycopg.connect(dsn) as conn:
+        _drop_primary_key(conn, spec)
+        conn.execute(f"CREATE TEMP TABLE extra AS SELECT * FROM campus.{spec.table} ORDER BY {key} LIMIT 1")
+        conn.execute(f"UPDATE extra SET {key} = NULL")
+        assert conn.execute(f"INSERT INTO campus.{spec.table} SELECT * FROM extra").rowcount == 1
+
+
+@pytest.mark.parametrize("name", ["Behavior", "CourseCode"])  # an integer key and a text key
+def test_a_null_key_at_the_district_is_refused_as_the_sync_refuses_it(synced, graph, name, capsys):
+    """The sync refuses a NULL-keyed row as `null_key`; the verification counts it as refused
+    (not expected at the state), for the district and through the CLI, and heals nothing."""
+    from campus_sync import engine
+
+    spec = graph.spec(name)
+    _add_null_key_row(synced["districts"][DISTRICT], spec)
+    (result,) = engine.sync_objects(graph, [name], district_id=DISTRICT, source_dsn=synced["districts"][DISTRICT],
+                                    state_dsn=synced["state"], scope=engine.Scope(YEAR))
+    assert result.error_reasons.get("null_key") == 1
+
+    summary = verify.verify([DISTRICT], user="tester")
+    check = by_object(summary)[name]
+    assert check["total_errors"] == 0 and check["accuracy"] == 100.0
+    assert check["refused"] == result.errors and check["at_district"] == result.processed
+    assert check["at_state"] == check["at_district"] - check["refused"]
+    assert summary["heal_keys"] == {} and summary["unhealable"] == {}
+    healed = verify.heal(summary, user="tester")
+    assert healed["batches"] == [] and by_object(healed["summary"])[name]["total_errors"] == 0
+
+    assert cli.main(["verify", "--district", DISTRICT]) == 0
+    assert f"Verification Results for {DISTRICT}" in capsys.readouterr().out
+
+
+def test_a_duplicated_key_at_the_district_is_refused_as_the_sync_refuses_it(synced, graph):
+    spec = graph.spec("Behavior")
+    with psycopg.connect(synced["districts"][DISTRICT]) as conn:
+        _drop_primary_key(conn, spec)
+        conn.execute("INSERT INTO campus.behavior SELECT * FROM campus.behavior ORDER BY behaviorid LIMIT 1")
+    from campus_sync import engine
+
+    (result,) = engine.sync_objects(graph, [spec.name], district_id=DISTRICT,
+                                    source_dsn=synced["districts"][DISTRICT], state_dsn=synced["state"],
+                                    scope=engine.Scope(YEAR))
+    assert result.error_reasons.get("duplicate_key") == 2
+    check = by_object(verify.verify([DISTRICT], user="tester"))["Behavior"]
+    assert (check["refused"], check["at_district"]) == (result.errors, result.processed)
+    assert check["total_errors"] == 0  # the state keeps its copy of a key the district now duplicates
+
+
+def test_one_districts_failure_does_not_hold_back_the_others(synced, capsys):
+    """A district that cannot be verified is reported for that district; the others' summaries
+    are computed and stored in the same run, and the command still fails."""
+    with psycopg.connect(synced["districts"]["0101"]) as conn:
+        conn.execute("ALTER TABLE campus.plan RENAME COLUMN personid TO person_id")
+    with pytest.raises(verify.VerifyError) as err:
+        verify.verify(None, user="tester")
+    message = str(err.value)
+    assert "district 0101" in message and "cannot verify Plan" in message and "0102" in message
+    summary = err.value.summary
+    assert [d["district_id"] for d in summary["districts"]] == ["0102"]
+    assert set(summary["errors"]) == {"0101"} and "cannot verify Plan" in summary["errors"]["0101"]
+    with psycopg.connect(synced["state"]) as conn:
+        stored = verify.latest(conn)
+    assert [d["district_id"] for d in stored["districts"]] == ["0102"] and stored["run_id"] == summary["run_id"]
+    (details,) = q(synced["state"], "SELECT details FROM sync.verification_run WHERE id = %s", (summary["run_id"],))[0]
+    assert set(details["errors"]) == {"0101"}
+
+    assert cli.main(["verify"]) == 1
+    captured = capsys.readouterr()
+    assert "Verification Results for 0102" in captured.out
+    assert "district 0101" in captured.err and "cannot verify Plan" in captured.err

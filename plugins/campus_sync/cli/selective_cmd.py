@@ -172,6 +172,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 result = verify.heal(before, user=_user(), cfg=cfg)
                 summary = result["summary"]
         except verify.VerifyError as exc:
+            if exc.summary and exc.summary["districts"] and args.json:  # the districts that were verified
+                print(json.dumps(exc.summary, indent=2, default=str))
+            elif exc.summary and exc.summary["districts"]:
+                _print_summary(exc.summary)
             raise CliError(str(exc)) from None
         if args.heal:
             healed = {"before_run_id": before["run_id"], "batches": result["batches"], "skipped": result["skipped"],
