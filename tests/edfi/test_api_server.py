@@ -48,6 +48,9 @@ def test_a_second_start_is_harmless_and_other_options_are_refused(start_api):
     other = LocalEdFiApi(Options(port=0, faults=0.5), state_dir=srv.api.state_dir, dsn=srv.api.dsn)
     with pytest.raises(ApiStartError, match=r"already running .*faults"):
         other.start()
+    elsewhere = LocalEdFiApi(Options(port=0, token_limit=0), state_dir=srv.api.state_dir, dsn=srv.api.dsn + "x")
+    with pytest.raises(ApiStartError, match=r"already running .*dsn"):
+        elsewhere.start()
     assert srv.api.pid() == srv.info["pid"]
 
 

@@ -168,8 +168,10 @@ def test_a_key_change_cascades_to_the_documents_that_refer_to_it(api: Api):
                                                 "schoolYear": 2027}).json()
     assert [d["id"] for d in found] == [offering_id]
     # the old natural key is free again, the new one taken
-    assert api.post("sessions", session(sid, name="Fall")).status_code == 201
+    fall_id = api.created("sessions", session(sid, name="Fall"))
     assert api.post("sessions", session(sid, name="Autumn")).status_code == 200
+    # a key change onto another item's key is refused
+    problem(api.put("sessions", fall_id, session(sid, name="Autumn")), 409, "data-conflict:non-unique-identity")
 
 
 def test_if_match_with_a_stale_etag_is_412(api: Api):
@@ -183,7 +185,8 @@ def test_if_match_with_a_stale_etag_is_412(api: Api):
     assert body["detail"] == "The item has been modified by another user."
     problem(api.delete("schools", doc_id, headers={"If-Match": etag}), 412, "optimistic-lock-failed")
     problem(api.post("schools", school(sid), headers={"If-Match": etag}), 412, "optimistic-lock-failed")
-    current = r2.headers["etag"]
+    assert api.put("schools", doc_id, school(sid, nameOfInstitution="B"), headers={"If-Match": "*"}).status_code == 204
+    current = api.get("schools", doc_id).headers["etag"]
     assert api.put("schools", doc_id, school(sid, nameOfInstitution="D"), headers={"If-Match": current.strip('"')}).status_code == 204
     assert api.get("schools", doc_id).json()["nameOfInstitution"] == "D"
 

@@ -439,7 +439,7 @@ class EdFiApi:
                 cur = await conn.execute("SELECT etag FROM edfi_local.documents WHERE context = %s AND resource = %s "
                                          "AND key = %s FOR UPDATE", (route.context, resource.name, key))
                 found = await cur.fetchone()
-                if found is None or str(found[0]) != if_match:
+                if found is None or (if_match != "*" and str(found[0]) != if_match):
                     raise _lock_failed()
             try:
                 row, created = await self.store.upsert(conn, route.context, resource, key, checked.document, targets)
@@ -463,7 +463,7 @@ class EdFiApi:
             row = await self.store.lock(conn, route.context, resource.name, doc_id)
             if row is None:
                 raise not_found("The specified item could not be found.")
-            if if_match is not None and if_match != str(row.etag):
+            if if_match not in (None, "*") and if_match != str(row.etag):
                 raise _lock_failed()
             targets = await self._resolve(conn, route.context, checked)
             key = key_text(self.model.key_of(resource, checked.document))
@@ -516,7 +516,7 @@ class EdFiApi:
             row = await self.store.lock(conn, route.context, resource.name, doc_id)
             if row is None:
                 raise not_found("The specified item could not be found.")
-            if if_match is not None and if_match != str(row.etag):
+            if if_match not in (None, "*") and if_match != str(row.etag):
                 raise _lock_failed()
             try:
                 await self.store.delete(conn, doc_id)

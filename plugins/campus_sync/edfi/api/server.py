@@ -15,6 +15,9 @@ DSN reaches the server process through its environment, never its command line.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
+import hashlib
 import json
 import os
 import signal
@@ -103,6 +106,14 @@ class LocalEdFiApi:
     def log_file(self) -> Path:
         return self.state_dir / "api.log"
 
+    @contextlib.contextmanager
+    def _locked(self):
+        """One start or stop at a time per state directory (two racing starts would both spawn)."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.state_dir / "api.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
     # ------------------------------------------------------------------ status
     def pid(self) -> int | None:
         """The recorded pid when it still runs this server, else None."""
@@ -130,13 +141,20 @@ class LocalEdFiApi:
     # ------------------------------------------------------------------ start / stop
     def start(self, timeout: float = 60) -> tuple[dict, bool]:
         """Start the server unless it already runs with the same options; (info, started)."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with self._locked():
+            return self._start(timeout)
+
+    def _start(self, timeout: float) -> tuple[dict, bool]:
         running = self.info()
+        dsn = self.dsn or _embedded_dsn()
         if running is not None:
-            wanted = self.options.comparable()
-            had = self.recorded().get("options", {})
+            recorded = self.recorded()
+            wanted = {**self.options.comparable(), "dsn": _fingerprint(dsn)}
+            had = {**recorded.get("options", {}), "dsn": recorded.get("dsn")}
             if self.options.port == 0:
                 wanted["port"] = had.get("port")
+            if self.key and self.secret and (self.key, self.secret) != (running["key"], running["secret"]):
+                wanted["key"] = "(given)"
             if had != wanted:
                 changed = sorted(k for k in wanted if had.get(k) != wanted[k])
                 raise ApiStartError(
@@ -148,7 +166,6 @@ class LocalEdFiApi:
         port = self.options.port or _free_port(self.options.host)
         _check_port_free(self.options.host, port)
         opts = Options(**{**asdict(self.options), "port": port})
-        dsn = self.dsn or _embedded_dsn()
         env = dict(os.environ)
         env[DSN_ENV] = dsn
         plugins = str(Path(__file__).resolve().parents[3])
@@ -174,12 +191,16 @@ class LocalEdFiApi:
             if state.get("pid") == proc.pid and _healthy(port):
                 return self.info(), True
             time.sleep(0.1)
-        self.stop()
+        self._stop()
         raise ApiStartError(f"the local Ed-Fi API did not answer within {timeout:.0f} s; see {self.log_file}:\n"
                             f"{_tail(self.log_file)}")
 
     def stop(self, timeout: float = 15) -> int | None:
         """Stop the recorded server (SIGTERM, then SIGKILL after `timeout`); its pid, or None."""
+        with self._locked():
+            return self._stop(timeout)
+
+    def _stop(self, timeout: float = 15) -> int | None:
         pid = self.pid()
         if pid is not None:
             _signal_group(pid, signal.SIGTERM)
@@ -197,6 +218,11 @@ class LocalEdFiApi:
 
 
 # ---------------------------------------------------------------------- process helpers
+def _fingerprint(dsn: str) -> str:
+    """Which database a server uses, recorded without its password."""
+    return hashlib.sha256(dsn.encode()).hexdigest()[:16]
+
+
 def _embedded_dsn() -> str:
     from campus_sync import db
 
@@ -352,7 +378,7 @@ def run(argv: list[str] | None = None) -> int:
             key, secret = app.credentials
             state = {"pid": os.getpid(), "port": args.port, "routes": args.routes, "key": key, "secret": secret,
                      "data_standard": app.model.data_standard.get("version"),
-                     "options": options.comparable(),
+                     "options": options.comparable(), "dsn": _fingerprint(dsn),
                      **urls(options, args.port, args.school_year or current_school_year())}
             tmp = args.state_file.with_suffix(".tmp")
             tmp.touch(mode=0o600)
