@@ -48,6 +48,12 @@ def test_missing_required_field_wrong_type_and_unknown_descriptor_name_the_field
                    "bad-request:data-validation-failed")
     assert list(body["validationErrors"]) == ["$.birthDate"]
 
+    body = problem(api.post("students", student("x" * 33)), 400, "bad-request:data-validation-failed")
+    assert body["validationErrors"] == {"$.studentUniqueId": ["StudentUniqueId must be at most 32 characters in length."]}
+    body = problem(api.post("students", student(f"W{next_id()}", firstName="<script>alert(1)</script>")), 400,
+                   "bad-request:data-validation-failed")
+    assert "could be dangerous" in body["validationErrors"]["$.firstName"][0]
+
     bad = school(255800000 + next_id(), gradeLevels=[{"gradeLevelDescriptor": "uri://ed-fi.org/GradeLevelDescriptor#Fifteenth grade"}])
     body = problem(api.post("schools", bad), 400, "bad-request:data-validation-failed")
     assert body["validationErrors"] == {"$.gradeLevels[0].gradeLevelDescriptor": [

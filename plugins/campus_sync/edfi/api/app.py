@@ -194,9 +194,9 @@ class EdFiApi:
                                 "The service is temporarily unavailable; retry after the given delay.",
                                 headers={"retry-after": after})
             if fault == "401":
-                token = headers.get("authorization", "")[7:].strip()
-                await self.tokens.expire(token)
-            elif fault == "slow":
+                await self.tokens.expire(headers.get("authorization", "")[7:].strip())
+                raise _unauthenticated("Invalid Authorization header.")
+            if fault == "slow":
                 await asyncio.sleep(self.settings.faults.delay)
             await self._dispatch(scope, receive, send, route, headers)
         except HttpError as exc:
@@ -370,9 +370,7 @@ class EdFiApi:
         try:
             await self.tokens.check(headers.get("authorization"), route.tenant)
         except AuthError as exc:
-            raise HttpError(401, "security:authentication", "Authentication Failed",
-                            "The caller could not be authenticated.", errors=[exc.message],
-                            headers={"www-authenticate": 'Bearer error="invalid_token"'}) from None
+            raise _unauthenticated(exc.message) from None
         await self.store.ensure_context(route.context)
         method = scope["method"]
         if route.item is None:
@@ -693,6 +691,11 @@ def _unquote(value: str | None) -> str | None:
     if value.startswith("W/"):
         value = value[2:]
     return value.strip('"')
+
+
+def _unauthenticated(message: str) -> HttpError:
+    return HttpError(401, "security:authentication", "Authentication Failed", "The caller could not be authenticated.",
+                     errors=[message], headers={"www-authenticate": 'Bearer error="invalid_token"'})
 
 
 def _lock_failed() -> HttpError:
