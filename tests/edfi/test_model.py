@@ -169,3 +169,13 @@ def test_data_standard_4_keys_required_fields_and_descriptor_values():
     assert "Black - African American" in races and "Black or African American" not in races
     with pytest.raises(ModelError, match="unknown Ed-Fi Data Standard '3.3'"):
         edfi_model.load(data_standard="3.3")
+
+
+def test_query_parameters_and_the_natural_key_query(m):
+    params = m.query_parameters(m.resource("courseOfferings"))
+    assert params["schoolId"][0] == ("schoolReference.schoolId", "sessionReference.schoolId")  # key-unified: one name
+    assert params["sessionName"][1].type == "string" and params["courseCode"][0] == ("courseReference.courseCode",)
+    doc = {"localCourseCode": "A", "schoolReference": {"schoolId": 1},
+           "sessionReference": {"schoolId": 1, "schoolYear": 2027, "sessionName": "Fall"}}
+    assert m.key_query(m.resource("courseOfferings"), doc) == {"localCourseCode": "A", "schoolId": 1, "schoolYear": 2027,
+                                                               "sessionName": "Fall"}

@@ -191,6 +191,46 @@ class Model:
     def _key_value(prop: Property, value: Any) -> Any:
         return value.casefold() if prop.kind == "descriptor" and isinstance(value, str) else value
 
+    # ------------------------------------------------------------------ queries
+    def query_parameters(self, resource: Resource) -> dict[str, tuple[tuple[str, ...], Property]]:
+        """GET query parameters of a resource: name → (the JSON paths it matches, the property that
+        types its value). Top-level scalars and descriptors by their names, then the fields of
+        top-level references (identity references first) by the field's name; a field whose name
+        is taken by a path it is not key-unified with is left out."""
+        out: dict[str, tuple[tuple[str, ...], Property]] = {}
+        for name, prop in resource.properties.items():
+            if prop.kind in ("scalar", "descriptor"):
+                out[name] = ((name,), prop)
+        refs = [n for n in resource.identity if resource.properties[n].kind == "reference"]
+        refs += [n for n, p in resource.properties.items() if p.kind == "reference" and n not in refs]
+        groups = [set(g) for g in resource.unified]
+        for rname in refs:
+            prop = resource.properties[rname]
+            for fname, tpath in prop.fields:
+                path = f"{rname}.{fname}"
+                end = self.property_at(self.resource(prop.target), tpath)
+                if fname not in out:
+                    out[fname] = ((path,), end)
+                elif any(path in g and out[fname][0][0] in g for g in groups):
+                    out[fname] = (out[fname][0] + (path,), out[fname][1])
+        return out
+
+    def key_query(self, resource: Resource, document: Mapping[str, Any]) -> dict[str, Any]:
+        """The query parameters that find a document by its natural key (GET ?studentUniqueId=...),
+        e.g. to learn its id before a DELETE."""
+        params = self.query_parameters(resource)
+        by_path = {path: name for name, (paths, _) in params.items() for path in paths}
+        out = {}
+        for path in resource.key_paths:
+            name = by_path.get(path)
+            if name is None:
+                raise KeyError(f"{resource.name}: key path {path} has no query parameter")
+            value: Any = document
+            for part in path.split("."):
+                value = value[part]
+            out[name] = value
+        return out
+
     # ------------------------------------------------------------------ order
     def dependencies(self) -> list[dict]:
         """The Ed-Fi API's `/metadata/data/v3/dependencies` answer for the served resources:

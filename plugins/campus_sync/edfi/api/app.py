@@ -640,29 +640,10 @@ class EdFiApi:
         return value
 
     def _query_map(self, resource: Resource) -> dict[str, tuple[tuple[str, ...], Property]]:
-        """Query parameter → (JSON paths, property): top-level scalars and descriptors, then the
-        fields of top-level references (identity references first) under their own names."""
         cached = self._queries.get(resource.name)
-        if cached is not None:
-            return cached
-        out: dict[str, tuple[tuple[str, ...], Property]] = {}
-        for name, prop in resource.properties.items():
-            if prop.kind in ("scalar", "descriptor"):
-                out[name] = ((name,), prop)
-        refs = [n for n in resource.identity if resource.properties[n].kind == "reference"]
-        refs += [n for n, p in resource.properties.items() if p.kind == "reference" and n not in refs]
-        groups = [set(g) for g in resource.unified]
-        for rname in refs:
-            prop = resource.properties[rname]
-            for fname, tpath in prop.fields:
-                path = f"{rname}.{fname}"
-                end = self.model.property_at(self.model.resource(prop.target), tpath)
-                if fname not in out:
-                    out[fname] = ((path,), end)
-                elif any(path in g and out[fname][0][0] in g for g in groups):
-                    out[fname] = (out[fname][0] + (path,), out[fname][1])
-        self._queries[resource.name] = out
-        return out
+        if cached is None:
+            cached = self._queries[resource.name] = self.model.query_parameters(resource)
+        return cached
 
 
 # ---------------------------------------------------------------------- small helpers
