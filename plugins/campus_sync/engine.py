@@ -503,8 +503,8 @@ def _guard_deletes(guard: DeleteGuard, spec: ObjectSpec, district_id: str, delet
     if guard.confirmed or deleted < max(guard.min_rows, 1) or deleted <= guard.max_share * held:
         return
     raise MassDeleteError(
-        f"refused: resync of {spec.name} for district {district_id} would delete {'at least ' * at_least}"
-        f"{deleted} of the {held} rows the state holds ({deleted * 100 // max(held, 1)} % > "
+        f"refused: resync of {spec.name} for district {district_id} would delete {deleted} of the "
+        f"{held} rows the state holds ({'at least; ' * at_least}{deleted * 100 // max(held, 1)} % > "
         f"{guard.max_share:.0%}); nothing was written; {CONFIRM_HINT}")
 
 

@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from campus_sync import digest, engine
+from campus_sync.web import data
 
 from test_engine import rows, snapshot, sync
 from test_safety import count, sync_plan
@@ -96,7 +97,9 @@ def test_refused_before_a_full_copy_when_most_rows_are_gone(graph, deployment, w
                      " campus.personidentity ORDER BY personid LIMIT %s)", (held * 8 // 10,))
         left = conn.execute("SELECT count(*) FROM campus.personidentity").fetchone()[0]
     msg = refused(graph, deployment, writes, "PersonIdentity", engine.MassDeleteError)
-    assert f"would delete at least {held - left} of the {held} rows" in msg
+    assert f"would delete {held - left} of the {held} rows the state holds (at least; " in msg
+    # the page reads the counts back to offer the override
+    assert data.refusal("failed", msg) == {"guard": "mass_delete", "deleted": held - left, "held": held}
     r = sync(graph, deployment, "PersonIdentity", guard=engine.DeleteGuard(confirmed=True))
     assert r.deleted == held - left and writes() > 0
 
@@ -114,6 +117,7 @@ def test_refused_after_the_copy_when_the_district_renumbered_its_keys(graph, dep
                              (held * 6 // 10,)).rowcount
     msg = refused(graph, deployment, writes, "PersonIdentity", engine.MassDeleteError)
     assert f"would delete {moved} of the {held} rows" in msg and "at least" not in msg
+    assert data.refusal("failed", msg) == {"guard": "mass_delete", "deleted": moved, "held": held}
     r = sync(graph, deployment, "PersonIdentity", guard=engine.DeleteGuard(confirmed=True))
     assert (r.deleted, r.inserted) == (moved, moved)
 
