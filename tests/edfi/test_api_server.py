@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 
 import pytest
 from edfi_helpers import Api, Server, next_id, student
@@ -129,3 +130,28 @@ def test_bench_posts_students(server_dsn, capsys):
     assert res["create"]["statuses"] == {"201": 40} and res["update"]["statuses"] == {"200": 40}
     assert res["create"]["per_second"] > 0
     assert main(["bench", "edfi", "--students", "1"]) == 1  # only --api-only exists yet
+
+
+def test_a_killed_server_is_seen_as_stopped_and_starts_again(start_api):
+    import signal
+
+    srv = start_api()
+    os.kill(srv.info["pid"], signal.SIGKILL)
+    for _ in range(50):
+        if not _alive(srv.info["pid"]):
+            break
+        time.sleep(0.1)
+    assert srv.api.info() is None
+    info, started = srv.api.start(timeout=120)
+    assert started and info["pid"] != srv.info["pid"]
+    assert Api(Server(srv.api, info)).get("schools").status_code == 200
+
+
+def test_bad_options_and_an_unreachable_database_are_refused_before_spawning(tmp_path):
+    for bad in ({"routes": "tenant_year"}, {"tenant": "a/b"}, {"faults": 2.0}, {"fault_kinds": ("418",)}):
+        with pytest.raises(ValueError):
+            Options(**bad)
+    api = LocalEdFiApi(Options(port=0), state_dir=tmp_path, dsn="postgresql://edfi@127.0.0.1:1/nowhere")
+    with pytest.raises(ApiStartError, match="cannot use its database"):
+        api.start()
+    assert not (tmp_path / "api.pid").exists()

@@ -132,8 +132,8 @@ def cmd_start(args: argparse.Namespace) -> int:
 
     from campus_sync.edfi import model as edfi_model
 
-    api = _api(args)
     try:
+        api = _api(args)
         edfi_model.load(data_standard=args.data_standard)  # a bad model or standard: refused here, not in the log
         info, started = api.start(timeout=args.timeout)
     except (ApiStartError, ValueError) as exc:

@@ -65,6 +65,18 @@ class Options:
     pool_size: int = 4
     data_standard: str | None = None  # None: the model's default (5.2)
 
+    def __post_init__(self) -> None:
+        """Refuse bad options here, before a server process is spawned to fail on them."""
+        from campus_sync.edfi.api.app import Settings
+        from campus_sync.edfi.api.faults import FaultPlan
+
+        FaultPlan(self.faults, tuple(self.fault_kinds), self.fault_seed, self.retry_after, self.fault_delay)
+        Settings(routes=self.routes, tenant=self.tenant, token_ttl=self.token_ttl)
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be 0 (any free port) to 65535, got {self.port}")
+        if self.pool_size < 1:
+            raise ValueError("pool_size must be at least 1")
+
     def argv(self) -> list[str]:
         out = ["--port", str(self.port), "--host", self.host, "--routes", self.routes, "--tenant", self.tenant,
                "--token-ttl", str(self.token_ttl), "--token-limit", str(self.token_limit), "--faults", str(self.faults),
@@ -163,6 +175,7 @@ class LocalEdFiApi:
             return running, False
         if self.pid_file.exists() and self.pid() is None:
             self.pid_file.unlink(missing_ok=True)
+        _check_database(dsn)
         port = self.options.port or _free_port(self.options.host)
         _check_port_free(self.options.host, port)
         opts = Options(**{**asdict(self.options), "port": port})
@@ -218,6 +231,15 @@ class LocalEdFiApi:
 
 
 # ---------------------------------------------------------------------- process helpers
+def _check_database(dsn: str) -> None:
+    import psycopg
+
+    try:
+        psycopg.connect(dsn, connect_timeout=10).close()
+    except psycopg.Error as exc:
+        raise ApiStartError(f"the local Ed-Fi API cannot use its database: {str(exc).strip()}") from None
+
+
 def _fingerprint(dsn: str) -> str:
     """Which database a server uses, recorded without its password."""
     return hashlib.sha256(dsn.encode()).hexdigest()[:16]
