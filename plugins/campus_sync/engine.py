@@ -2,7 +2,8 @@
 
 compare (a resync: whole-scope digests of both sides in parallel; if they differ, the keys that
    differ: keydiff.py for an integer key, else bucket digests and listings, digest.py) →
-   nothing differs: done, nothing copied or written
+   nothing differs: done, nothing copied or written; too much would be deleted (the key
+   diff's count, or the rows held beyond the district's accepted ones): refused, nothing copied
 → extract (district, `COPY (query) TO STDOUT`, streamed chunk by chunk: constant memory; every
    row, or only the keys or buckets that differ)
 → staging (`COPY ... FROM STDIN` into a temp table in the state transaction; a first load goes
@@ -11,8 +12,10 @@ compare (a resync: whole-scope digests of both sides in parallel; if they differ
 → refuse (the extract's `reject_reason`, then parents missing at the state), counted per reason
 → merge (delete rows the district no longer has, update rows that differ, insert new ones;
    scoped to the district, the school year, the differing buckets and, for a selective sync,
-   the given keys)
-→ commit, and return the counts. Any error rolls the whole object back.
+   the given keys); the rows to delete are counted first, and a mass delete refused before
+   the first write
+→ commit, and return the counts. Any error rolls the whole object back; a data error (a value
+   PostgreSQL cannot take) fails at once as `BadDataError`, naming side, district, object, column.
 """
 
 from __future__ import annotations
