@@ -175,20 +175,21 @@ class Model:
             value: Any = document
             for part in path.split("."):
                 value = value[part]
-            out.append(self._key_value(self.property_at(resource, path), value))
+            out.append(self.key_value(self.property_at(resource, path), value))
         return tuple(out)
 
     def reference_key(self, prop: Property, reference: Mapping[str, Any]) -> tuple:
         """The natural key of the document a reference object names (in the target's key order)."""
         target = self.resource(prop.target)
-        return tuple(self._key_value(self.property_at(target, tpath), reference[f]) for f, tpath in prop.fields)
+        return tuple(self.key_value(self.property_at(target, tpath), reference[f]) for f, tpath in prop.fields)
 
     def descriptor_key(self, uri: str) -> tuple:
         """The natural key of a descriptor value (its URI, compared without regard to case)."""
         return (uri.casefold(),)
 
     @staticmethod
-    def _key_value(prop: Property, value: Any) -> Any:
+    def key_value(prop: Property, value: Any) -> Any:
+        """A value as natural keys compare it (descriptor URIs folded to lower case)."""
         return value.casefold() if prop.kind == "descriptor" and isinstance(value, str) else value
 
     # ------------------------------------------------------------------ queries

@@ -625,7 +625,7 @@ class EdFiApi:
             node[first[-1]] = value
         if all(p in values for p in resource.key_paths) and resource.kind != "descriptor":
             key = [values[p] for p in resource.key_paths]
-            key = tuple(self.model._key_value(self.model.property_at(resource, p), v) for p, v in zip(resource.key_paths, key))
+            key = tuple(self.model.key_value(self.model.property_at(resource, p), v) for p, v in zip(resource.key_paths, key))
             return key_text(key), contains, False
         return None, contains, False
 
