@@ -43,6 +43,7 @@ def test_a_valid_document_passes_and_collects_descriptors_and_references(m):
     ({"schoolReference": {"schoolId": 1.5}}, "$.schoolReference.schoolId", "must be a whole number"),
     ({"schoolReference": {"schoolId": 2 ** 63}}, "$.schoolReference.schoolId", "must be between"),
     ({"primarySchool": "yes"}, "$.primarySchool", "must be true or false"),
+    ({"primarySchool": 2}, "$.primarySchool", "must be true or false"),
     ({"fullTimeEquivalency": 10}, "$.fullTimeEquivalency", "must be between"),
     ({"studentReference": {"studentUniqueId": " 604821"}}, "$.studentReference.studentUniqueId",
      "cannot contain leading or trailing spaces"),
@@ -65,7 +66,8 @@ def test_all_problems_are_reported_at_once(m):
 
 def test_values_are_read_as_an_ed_fi_api_reads_them(m):
     c = check(m, m.resource("studentSchoolAssociations"), ssa(
-        schoolReference={"schoolId": "255901001"}, primarySchool="TRUE", fullTimeEquivalency="0.5",
+        schoolReference={"schoolId": "255901001"}, primarySchool="TRUE", repeatGradeIndicator=0, fullTimeEquivalency="0.5",
+        PrimarySchool=False,
         entryDate="2026-08-20T00:00:00", unknownProperty=1, exitWithdrawDate=None,
         calendarReference={"calendarCode": "C", "schoolId": 255901001, "schoolYear": 2027,
                            "link": {"rel": "Calendar", "href": "/ed-fi/calendars/x"}}))
@@ -73,7 +75,8 @@ def test_values_are_read_as_an_ed_fi_api_reads_them(m):
     d = c.document
     assert d["schoolReference"] == {"schoolId": 255901001}
     assert d["primarySchool"] is True and d["fullTimeEquivalency"] == 0.5 and d["entryDate"] == "2026-08-20"
-    assert "unknownProperty" not in d and "exitWithdrawDate" not in d and "link" not in d["calendarReference"]
+    assert d["repeatGradeIndicator"] is False
+    assert "unknownProperty" not in d and "PrimarySchool" not in d and "exitWithdrawDate" not in d and "link" not in d["calendarReference"]
 
 
 def test_key_unification(m):

@@ -12,9 +12,13 @@ duplicate collection items, and key unification (values that must agree across r
 Descriptor values and references are collected here and resolved by the caller, which has the
 data (unknown descriptor → 400, unresolved reference → 409).
 
-Values are normalised as an Ed-Fi API reads them: numbers given as strings become numbers,
-"true"/"false" become booleans, a date-time given for a date keeps its date; properties the
-model does not declare, nulls, `link`, `_ext`, `_etag` and `_lastModifiedDate` are dropped.
+Values are normalised as an Ed-Fi API reads them (the Ed-Fi API guidelines' "Data Strictness":
+https://docs.ed-fi.org/reference/data-exchange/api-guidelines/design-and-implementation-guidelines/api-design-guidelines/rest-api-conventions/data-strictness/):
+numbers given as strings become numbers, "true"/"false"/1/0 become booleans, a date-time given
+for a date keeps its date; property names are case-sensitive; properties the model does not
+declare (a wrongly cased one too), nulls, `link`, `_ext`, `_etag` and `_lastModifiedDate` are
+dropped, neither stored nor refused. Natural-key values compare case-sensitively, as an ODS on
+PostgreSQL compares them (descriptor URIs excepted).
 """
 
 from __future__ import annotations
@@ -252,8 +256,10 @@ def _scalar(prop: Property, value: Any, path: str, out: Checked, in_key: bool) -
     if t == "boolean":
         if isinstance(value, bool):
             return value
-        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-            return value.strip().lower() == "true"
+        if isinstance(value, int) and value in (0, 1):
+            return value == 1
+        if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
+            return value.strip().lower() in ("true", "1")
         out.add(path, f"{name} must be true or false.")
         return None
     if t == "date":
