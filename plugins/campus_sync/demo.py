@@ -2,17 +2,21 @@
 
 Same arguments → same rows. Every object enabled for the configured state gets rows, and the
 data includes what the state must refuse: a state-excluded calendar, grade level and a few
-enrollments, test scores breaking each of seed 002's six batch-sync requirements, and a few
+enrollments, test scores breaking each of the six TestScore batch-sync requirements, and a few
 orphans (rows whose person does not exist, in `ORPHAN_OBJECTS` only).
 
 Everything else lines up, as in a real district: a row's calendar, structure and grade level
 belong to its own school year, and rows hang only off parent rows the state accepts. So a full
 resync shows mostly green, yellow where an orphan or a test-score rule is refused, and red only
-where the seeds' exclusions bite (Calendar, ScheduleStructure, StructureGradeLevel, Enrollment).
+where the state's exclusions bite (Calendar, ScheduleStructure, StructureGradeLevel, Enrollment).
 
 Rows are generated generically from the hierarchy: each object is driven by its last declared
 parent (one or a few rows per parent row) and copies the columns it shares with that parent
 (personID, calendarID, endYear, ...). Only the rule-bearing objects are special-cased.
+
+Each object draws from its own random sequence (seeded by the demo seed, district and object
+name) and numbers its own keys, so adding an object to the hierarchy and reseeding leaves every
+other object's rows as they were.
 """
 
 from __future__ import annotations
@@ -49,7 +53,8 @@ class Generator:
                  seed: int, end_year: int, state: str):
         self.g = graph
         self.d = district
-        self.rng = random.Random(f"{seed}:{district.id}")
+        self.seed = seed
+        self.rng = self._rng_for("")
         self.students = students
         self.years = (end_year - 1, end_year)
         self.end_year = end_year
@@ -62,6 +67,12 @@ class Generator:
         # because a parent is refused or missing): children hang only off accepted rows
         self.keys: dict[str, set] = {}
         self.refused: dict[str, set] = {}
+
+    def _rng_for(self, name: str) -> random.Random:
+        """The random source of one object: seeded by the demo seed, the district and the
+        object's name (a string seed is hashed with SHA-512, the same in every process), so an
+        object's rows do not depend on which other objects the hierarchy declares."""
+        return random.Random(f"{self.seed}:{self.d.id}:{name}")
 
     def next_id(self, name: str) -> int:
         self._next[name] = self._next.get(name, 0) + 1
@@ -186,7 +197,7 @@ class Generator:
             if self.rng.random() < 0.5:
                 score(t["State Math"], p, self.date_in(self.end_year))
         score(t["ACT"], enrolled[0], self.date_in(self.end_year))
-        # one score breaking each of the six requirements (seed 002), in the engine's order:
+        # one score breaking each of the six batch-sync requirements, in the engine's order:
         score(t["Local Benchmark"], enrolled[1], self.date_in(self.end_year))     # 1 no state/national code
         score(t["Draft Science"], enrolled[2], self.date_in(self.end_year))       # 2 not published
         score(t["ACT"], enrolled[3], None)                                        # 3 undated root, no end year
@@ -282,8 +293,10 @@ class Generator:
             n = 1 if same_key or not driver else self.rng.choice([0, 1, 1, 2])
             for _ in range(n):
                 out.append(self._row(spec, prow))
-        if not out:
-            out.append(self._row(spec, parents[0]))
+        if not any(r.get("endYear", self.end_year) == self.end_year for r in out):
+            # every object has a row the current school year syncs, whatever the draws above
+            current = [p for p in parents if p.get("endYear", self.end_year) == self.end_year] or parents
+            out.append(self._row(spec, current[0]))
         if spec.name in ORPHAN_OBJECTS and "personID" in spec.column_names:
             out.append(self._row(spec, {**parents[0], "personID": ORPHAN_PERSON}))  # an orphan
         return out
@@ -337,6 +350,7 @@ class Generator:
                    "AttDayAggregation": self.attdayaggregation}
         for name in names:
             spec = self.g.spec(name)
+            self.rng = self._rng_for(name)  # each object its own sequence: adding one shifts no other
             if name == "PersonIdentityNoStateIDOnly":
                 self.rows[name] = []  # read from PersonIdentity by its extract query
             else:

@@ -82,7 +82,7 @@ def test_state_request_kind_and_full_kind(graph, cfg):
     assert req.to_dict()["kind"] == "state_request"
     full = build(graph, cfg, kind="full", objects=["TestScore"], check_dependencies=False)
     assert full.objects == graph.enabled("KY") and full.check_dependencies is True
-    assert len(full.objects) == 54
+    assert 0 < len(full.objects) < len(graph.names)  # objects declared only for other states are left out
 
 
 @pytest.mark.parametrize("params, message", [

@@ -1,4 +1,4 @@
--- The demo districts' Attendance Aggregation Refresh (seed 003), created by `campus-sync demo seed`.
+-- The demo districts' Attendance Aggregation Refresh, created by `campus-sync demo seed`.
 -- Real districts have their own routine; the deployment names the statement to call in
 -- include/config/*.yaml (`attendance_refresh: {sql: ...}`), by default:
 --   SELECT * FROM campus.refresh_attendance_aggregation(%(end_year)s)
