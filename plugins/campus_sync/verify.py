@@ -9,8 +9,8 @@ database and compared with the state rows of that district (and year) by key and
   enrollments, grade levels, calendars, test-score requirements...), rows with a NULL key or a
   key the district has more than once (`null_key`, `duplicate_key`, as the sync refuses them),
   and orphans whose parent is neither among the district's accepted rows nor at the state.
-  They are not expected at the state,
-  so they do not count as missing; a refused row that *is* at the state counts as extra.
+  They are not expected at the state, so they do not count as missing; a refused row that *is*
+  at the state counts as extra.
 - At State: the state's rows for the district (and year).
 - Missing / Extra / Different: expected rows not at the state / state rows not expected / same
   key, other content. Total Errors = Missing + Extra + Different.
@@ -42,7 +42,7 @@ from psycopg.rows import dict_row
 
 from campus_sync import config as config_mod
 from campus_sync import db, digest, engine, selective, tasks
-from campus_sync.hierarchy import Hierarchy
+from campus_sync.hierarchy import Hierarchy, ObjectSpec
 from campus_sync.hierarchy.model import COLUMN_TYPES
 from campus_sync.pipe import copy_across
 from campus_sync.schema import STATE_SCHEMA, ident, table
@@ -195,7 +195,7 @@ def check_object(graph: Hierarchy, name: str, cur: psycopg.Cursor, source: psyco
     return check
 
 
-def _refuse_bad_keys(spec, cur: psycopg.Cursor) -> None:
+def _refuse_bad_keys(spec: ObjectSpec, cur: psycopg.Cursor) -> None:
     """Refuse what the sync refuses on the staged rows themselves, under the same reasons: a
     NULL key (`null_key`: it can never be at the state) and every row of a key the district
     has more than once (`duplicate_key`). Such rows are counted as refused, not expected."""
