@@ -1,0 +1,37 @@
+"""A bad district value fails its object's task at once through the real DAG (dag.test()): one
+try, not the retries a transient failure gets, and the history names side, district, object
+and column."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from campus_sync import runner
+
+pytestmark = [pytest.mark.airflow, pytest.mark.db]
+
+
+def tries(run_id: str, task_id: str) -> list[tuple[int, str]]:
+    """(try number, state) of each mapped instance of `task_id` in the run."""
+    from airflow.models import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return [(ti.try_number, str(getattr(ti.state, "value", ti.state))) for ti in session.query(TaskInstance)
+                .filter(TaskInstance.run_id == run_id, TaskInstance.task_id == task_id)]
+
+
+def test_a_bad_value_fails_the_task_without_retrying(airflow_db, deployment):
+    with psycopg.connect(deployment["districts"]["0101"]) as conn:
+        conn.execute("ALTER TABLE campus.vaccineshot ALTER COLUMN shotdate TYPE text")
+        conn.execute("UPDATE campus.vaccineshot SET shotdate = 'soon' WHERE shotid ="
+                     " (SELECT max(shotid) FROM campus.vaccineshot)")
+    out = runner.run_dag("campus_partial_resync", {"objects": ["VaccineShot"], "districts": ["0101"]})
+    assert out.state == "failed"
+    assert out.task_states["district.PersonIdentity[0]"] == "success"
+    assert tries(out.run_id, "district.VaccineShot") == [(1, "failed")]
+    with psycopg.connect(deployment["state"]) as conn:
+        (message,) = conn.execute("SELECT message FROM sync.batch_result WHERE object = 'VaccineShot'").fetchone()
+    assert message.startswith("state database: syncing VaccineShot for district 0101: column shotDate: "
+                              'invalid input syntax for type date: "soon"'), message
