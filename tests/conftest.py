@@ -31,6 +31,12 @@ TEST_CONFIG.write_text(
     "districts:\n"
     "  - {id: '0101', name: Abbott Independent}\n"
     "  - {id: '0102', name: Campus County Public Schools}\n"
+    "edfi:\n"
+    "  configurations:\n"
+    "    - {name: demo, district: '0101', school_year: current, conn_id: edfi_demo, state: KY, resources: [schools,"
+    " sessions, courses, courseOfferings, sections, students, studentSchoolAssociations, studentSectionAssociations,"
+    " staffs, staffEducationOrganizationAssignmentAssociations, staffSectionAssociations]}\n"
+    "    - {name: tn, district: '0102', school_year: current, conn_id: edfi_tn, state: TN, resources: [schools]}\n"
 )
 os.environ.update({
     "CAMPUS_SYNC_HOME": str(_TMP / "home"),

@@ -21,7 +21,8 @@ from campus_sync.hierarchy.loader import safe_load_plain
 DISTRICT_ID_RE = re.compile(r"^[A-Za-z0-9_]{1,20}$")
 CONN_ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,199}$")
 KNOWN_KEYS = ("state", "full_resync_schedule", "current_school_year", "state_conn_id", "districts",
-              "embedded_postgres", "max_delete_share", "delete_guard_min_rows", "attendance_refresh")
+              "embedded_postgres", "max_delete_share", "delete_guard_min_rows", "attendance_refresh",
+              "edfi")  # edfi: read by campus_sync.edfi.request
 
 
 class ConfigError(ValueError):

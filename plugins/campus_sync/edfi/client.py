@@ -1,0 +1,276 @@
+"""The Ed-Fi Resync's HTTP side: where an Ed-Fi API is (an Airflow connection) and an
+asynchronous client that sends to it.
+
+The client shares one token among all requests in flight, renews it shortly before it expires
+and at once on a 401, and retries 429, 5xx and connection errors with exponential backoff and
+jitter, waiting what `Retry-After` says when the API says it. POST is an upsert on the natural
+key in the Ed-Fi API, so a retried POST cannot create a second document; a retried DELETE that
+answers 404 has already done its work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import os
+import random
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import httpx
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+class EdfiConnectionError(ValueError):
+    """The Ed-Fi API connection is not defined or malformed; the message names it."""
+
+
+class EdfiAuthError(RuntimeError):
+    """The API refused the key and secret (or never answered the token request)."""
+
+
+@dataclass(frozen=True)
+class ApiConnection:
+    """An Ed-Fi API: base URL (`host` of the Airflow connection), key and secret (`login`,
+    `password`), and in `extra`: route_style (shared: ODS/API 7.x; year: 5.x/6.x year-specific;
+    tenant-year: 7.x multi-tenant), api_version, tenant."""
+
+    base_url: str
+    key: str
+    secret: str
+    school_year: int
+    route_style: str = "shared"
+    api_version: str = ""
+    tenant: str = ""
+
+    @property
+    def data_url(self) -> str:
+        """The data management API, ending before `/ed-fi/{resource}`."""
+        if self.route_style == "year":
+            return f"{self.base_url}/data/v3/{self.school_year}"
+        if self.route_style == "tenant-year":
+            return f"{self.base_url}/{self.tenant}/{self.school_year}/data/v3"
+        return f"{self.base_url}/data/v3"
+
+    @property
+    def oauth_url(self) -> str:
+        if self.route_style == "tenant-year":
+            return f"{self.base_url}/{self.tenant}/oauth/token"
+        return f"{self.base_url}/oauth/token"
+
+    @property
+    def dependencies_url(self) -> str:
+        if self.route_style == "year":
+            return f"{self.base_url}/metadata/data/v3/{self.school_year}/dependencies"
+        if self.route_style == "tenant-year":
+            return f"{self.base_url}/{self.tenant}/{self.school_year}/metadata/data/v3/dependencies"
+        return f"{self.base_url}/metadata/data/v3/dependencies"
+
+
+def _from_airflow_connection(conn, where: str, school_year: int) -> ApiConnection:
+    host = (conn.host or "").strip()
+    if not host:
+        raise EdfiConnectionError(f"{where}: no host (the Ed-Fi API's base URL)")
+    if "://" not in host:
+        scheme = (conn.schema or "https").strip() or "https"
+        host = f"{scheme}://{host}" + (f":{conn.port}" if conn.port else "")
+    elif conn.port and host.count(":") < 2:
+        host = f"{host}:{conn.port}"
+    extra = conn.extra_dejson or {}
+    style = str(extra.get("route_style", "shared"))
+    if style not in ("shared", "year", "tenant-year"):
+        raise EdfiConnectionError(f"{where}: extra route_style {style!r} must be shared, year or tenant-year")
+    if style == "tenant-year" and not extra.get("tenant"):
+        raise EdfiConnectionError(f"{where}: route_style tenant-year needs extra tenant")
+    if not conn.login or not conn.password:
+        raise EdfiConnectionError(f"{where}: the key (login) and secret (password) are required")
+    return ApiConnection(base_url=host.rstrip("/"), key=conn.login, secret=conn.password, school_year=school_year,
+                         route_style=style, api_version=str(extra.get("api_version", "")),
+                         tenant=str(extra.get("tenant", "")))
+
+
+def resolve(conn_id: str, school_year: int) -> ApiConnection:
+    """The Ed-Fi API of a configuration's connection id, looked up as db.py looks up databases:
+    `AIRFLOW_CONN_<ID>` (URI or JSON), then Airflow's connections when running inside Airflow;
+    then, only with `embedded_postgres: true` (the demo), the local Ed-Fi API when it runs.
+    Otherwise an error naming the connection."""
+    var = "AIRFLOW_CONN_" + conn_id.upper()
+    raw = os.environ.get(var, "").strip()
+    if raw:
+        from airflow.sdk.definitions.connection import Connection
+
+        try:
+            conn = Connection.from_json(raw, conn_id=conn_id) if raw.startswith("{") else Connection.from_uri(raw, conn_id)
+        except Exception as exc:  # noqa: BLE001 - any parse failure is the variable's fault
+            raise EdfiConnectionError(f"environment variable {var} is not a valid Airflow connection: {exc}") from None
+        return _from_airflow_connection(conn, f"environment variable {var}", school_year)
+    if "airflow" in sys.modules:
+        from airflow.sdk import BaseHook
+        from airflow.sdk.exceptions import AirflowNotFoundException
+
+        try:
+            return _from_airflow_connection(BaseHook.get_connection(conn_id), f"Airflow connection {conn_id!r}",
+                                            school_year)
+        except AirflowNotFoundException:
+            pass
+    from campus_sync import config
+
+    cfg = config.load()
+    if cfg.embedded_postgres:
+        from campus_sync.edfi.api.server import LocalEdFiApi
+
+        info = LocalEdFiApi().info()
+        if info:
+            style = info.get("routes", "shared")
+            base = info["oauth_url"].rsplit("/oauth/token", 1)[0]
+            tenant = ""
+            if style == "tenant-year":
+                base, tenant = base.rsplit("/", 1)
+            return ApiConnection(base_url=base, key=info["key"], secret=info["secret"], school_year=school_year,
+                                 route_style=style, tenant=tenant)
+        raise EdfiConnectionError(f"connection {conn_id!r} is not defined and the local Ed-Fi API is not running: "
+                                  f"start it (campus-sync edfi api start) or set {var}")
+    raise EdfiConnectionError(f"connection {conn_id!r} is not defined: set {var} or create it in Airflow "
+                              "(host = base URL, login = key, password = secret, extra = {route_style, api_version, tenant})")
+
+
+def retry_after(response: httpx.Response | None) -> float | None:
+    """Seconds the API asks us to wait (Retry-After: seconds or an HTTP date), or None."""
+    if response is None:
+        return None
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+@dataclass
+class Client:
+    """One resync's connection to an Ed-Fi API (use inside one event loop: `async with`)."""
+
+    api: ApiConnection
+    concurrency: int = 8
+    retries: int = 8
+    backoff: float = 0.2  # first backoff (seconds), doubled per attempt, with jitter
+    max_wait: float = 30.0
+    timeout: float = 60.0
+    stats: Counter = field(default_factory=Counter)
+
+    async def __aenter__(self) -> Client:
+        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+        self.http = httpx.AsyncClient(timeout=self.timeout, limits=limits)
+        self.slots = asyncio.Semaphore(self.concurrency)
+        self._token: str | None = None
+        self._expires = 0.0
+        self._lock = asyncio.Lock()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.http.aclose()
+
+    async def _wait(self, attempt: int, response: httpx.Response | None) -> None:
+        asked = retry_after(response)
+        if asked is not None:
+            self.stats["retry_after_waits"] += 1
+            delay = min(self.max_wait, asked) * random.uniform(1.0, 1.1)
+        else:
+            delay = min(self.max_wait, self.backoff * 2 ** attempt) * random.uniform(0.5, 1.0)
+        await asyncio.sleep(delay)
+
+    async def token(self, stale: str | None = None) -> str:
+        """The shared token: fetched once, renewed before it expires, or when `stale` (the token
+        a request was refused with) is still the current one."""
+        async with self._lock:
+            if self._token and self._token != stale and time.monotonic() < self._expires:
+                return self._token
+            response = None
+            for attempt in range(self.retries + 1):
+                try:
+                    response = await self.http.post(self.api.oauth_url, auth=(self.api.key, self.api.secret),
+                                                    data={"grant_type": "client_credentials"})
+                except httpx.TransportError:
+                    self.stats["retries"] += 1
+                    await self._wait(attempt, None)
+                    continue
+                if response.status_code == 200:
+                    body = response.json()
+                    ttl = float(body.get("expires_in") or 1800)
+                    self._token = body["access_token"]
+                    # renew at 90 % of the lifetime (at least 2 s early)
+                    self._expires = time.monotonic() + max(0.5, min(ttl * 0.9, ttl - 2))
+                    self.stats["tokens"] += 1
+                    return self._token
+                if response.status_code in RETRY_STATUSES:
+                    self.stats["retries"] += 1
+                    await self._wait(attempt, response)
+                    continue
+                raise EdfiAuthError(f"the Ed-Fi API refused the token request ({self.api.oauth_url}): "
+                                    f"{response.status_code} {response.text[:300]}")
+            raise EdfiAuthError(f"no token from {self.api.oauth_url} after {self.retries + 1} attempts")
+
+    async def request(self, method: str, url: str, **kwargs) -> httpx.Response:
+        """One request with the shared token, retried as the module docstring says. Returns the
+        last answer (which may be a refusal); raises httpx.TransportError when the API never
+        answered."""
+        async with self.slots:
+            last_error: Exception | None = None
+            response: httpx.Response | None = None
+            renewed = 0
+            attempt = 0
+            while attempt <= self.retries:
+                token = await self.token()
+                try:
+                    response = await self.http.request(method, url, headers={"Authorization": f"Bearer {token}"},
+                                                       **kwargs)
+                except httpx.TransportError as exc:
+                    last_error, response = exc, None
+                    self.stats["retries"] += 1
+                    await self._wait(attempt, None)
+                    attempt += 1
+                    continue
+                if response.status_code == 401 and renewed < 3:
+                    renewed += 1
+                    self.stats["renewals_on_401"] += 1
+                    await self.token(stale=token)
+                    continue
+                if response.status_code in RETRY_STATUSES:
+                    self.stats["retries"] += 1
+                    self.stats[f"retry_{response.status_code}"] += 1
+                    if attempt < self.retries:
+                        await self._wait(attempt, response)
+                    attempt += 1
+                    continue
+                return response
+            if response is not None:
+                return response
+            assert last_error is not None
+            raise last_error
+
+
+def problem_message(response: httpx.Response) -> str:
+    """The API's message for a refusal: detail, then the fields of a 400 (validationErrors) or
+    the errors list (a 409 names the reference); the legacy `message` of older ODS/APIs."""
+    try:
+        body = response.json()
+    except (ValueError, json.JSONDecodeError):
+        return response.text[:1000]
+    if not isinstance(body, dict):
+        return str(body)[:1000]
+    parts = [str(body.get("detail") or body.get("message") or body.get("title") or "")]
+    for path, msgs in (body.get("validationErrors") or {}).items():
+        parts.append(f"{path}: {'; '.join(map(str, msgs))}")
+    for err in body.get("errors") or []:
+        parts.append(str(err))
+    return " | ".join(p for p in parts if p)[:2000]
