@@ -4,6 +4,10 @@ One `sync.batch` row per request and one `sync.batch_result` row per object and 
 Statuses: gray while running; green/yellow/red by the error rule; `failed` when the load
 rolled back; `not_run` when an ancestor failed so it was not attempted; `abandoned` when the
 run died (see liveness.py). A batch is running, complete, failed or abandoned.
+
+`sync.last_result` keeps the last finished resync result per district, object and school year,
+apart from the requests (a trigger on `sync.batch_result`, include/sql/state_history.sql): Clear
+History deletes requests, not the results that describe what is at the state now.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Both list every requested ID once, under "IDs failed to process at District" (wi
 or "IDs successful", with the district, the object, who requested it and when.
 
 CSV: one row per ID, every row self-contained (batch, district, object, who, when, ID, result,
-reason), so it loads straight into a spreadsheet or a database.
+reason and what the reason's code means), so it loads straight into a spreadsheet or a database.
+Times carry their zone (ISO 8601 with offset in the CSV, "UTC" or "+hh:mm" after the time in the PDF).
 PDF: the seed's layout (reportlab): a header with the district and "Page x of y", the request
 sentence, the two ID columns, then the failed IDs with their reasons and the synced IDs, and
 the per-object counts of the request.
@@ -17,12 +18,13 @@ import datetime as dt
 import io
 from pathlib import Path
 
-from campus_sync.selective import format_ts
+from campus_sync import reasons
+from campus_sync.selective import format_ts as _seed_ts
 
 FAILED = "IDs failed to process at District"
 SUCCESSFUL = "IDs successful"
 CSV_FIELDS = ("batch_id", "district_id", "district_name", "object", "key_column", "requested_by",
-              "requested_at", "completed_at", "status", "records", "id", "result", "reason")
+              "requested_at", "completed_at", "status", "records", "id", "result", "reason", "reason_text")
 
 
 def to_csv(data: dict) -> str:
@@ -34,8 +36,27 @@ def to_csv(data: dict) -> str:
             data["records"]]
     rows = [(k, "failed", r) for k, r in data["failed"]] + [(k, "successful", r) for k, r in data["successful"]]
     for key, result, reason in sorted(rows, key=lambda x: x[0]):
-        w.writerow(base + [key, result, reason])
+        w.writerow(base + [key, result, reason, _reason_text(reason)])
     return buf.getvalue()
+
+
+def _reason_text(reason: str) -> str:
+    """What the refusal codes in `reason` mean ("" when it names none: "not found at district")."""
+    said = reasons.annotate(reason)
+    return said if said != reason else ""
+
+
+def format_ts(value) -> str:
+    """The seed's style (01/03/2013 10:15:51 AM, local time) followed by the zone: "UTC" or "+hh:mm"."""
+    text = _seed_ts(value)
+    if not isinstance(value, dt.datetime) or not text:
+        return text
+    offset = value.astimezone().utcoffset() or dt.timedelta(0)
+    if not offset:
+        return f"{text} UTC"
+    minutes = int(offset.total_seconds() // 60)
+    sign = "+" if minutes >= 0 else "-"
+    return f"{text} {sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
 def _iso(value) -> str:
@@ -126,7 +147,8 @@ def to_pdf(data: dict, generated: dt.datetime | None = None) -> bytes:
         Spacer(1, 14),
         Paragraph(f"List of records which failed to sync (identified by {escape(key_label)})", styles["Heading3"]),
     ]
-    failed_rows = [[key_label, "Reason"]] + [[str(k), Paragraph(escape(r), small)] for k, r in data["failed"]]
+    failed_rows = [[key_label, "Reason"]] + [[str(k), Paragraph(escape(reasons.annotate(r)), small)]
+                                             for k, r in data["failed"]]
     story.append(_table(failed_rows, [1.5 * inch, 5.5 * inch], grid) if data["failed"]
                  else Paragraph("None.", body))
     story += [Spacer(1, 14),

@@ -65,3 +65,26 @@ def wait_run(live: PageAirflow, dag_id: str, run_id: str, timeout: float = 1200)
             return state
         time.sleep(3)
     raise AssertionError(f"{dag_id} run {run_id} did not finish in {timeout}s (last state {state})")
+
+
+CAMPUS_DAGS = ("campus_full_resync", "campus_partial_resync", "campus_selective_sync",
+               "campus_verification_summary")
+
+
+def set_paused(live: PageAirflow, dag_id: str, paused: bool) -> None:
+    """Pause or unpause a DAG as the admin, through Airflow's REST API (what a new deployment
+    starts with: every DAG paused)."""
+    status, body = api(live, "PATCH", f"/api/v2/dags/{dag_id}?update_mask=is_paused", user="admin",
+                       body={"is_paused": paused})
+    assert status == 200 and body["is_paused"] is paused, (status, body)
+
+
+def is_paused(live: PageAirflow, dag_id: str) -> bool:
+    status, body = api(live, "GET", f"/api/v2/dags/{dag_id}", user="admin")
+    assert status == 200, body
+    return bool(body["is_paused"])
+
+
+def district_dsn(live: PageAirflow) -> str:
+    """The live district database of `live.district` (named beside the state's by tests/live/conftest.py)."""
+    return live.state_dsn.replace("/live_campus_state", f"/live_campus_district_{live.district}")

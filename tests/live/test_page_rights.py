@@ -9,7 +9,7 @@ from urllib.parse import quote
 import psycopg
 import pytest
 
-from page_helpers import api
+from page_helpers import CAMPUS_DAGS, api, is_paused, set_paused, wait_run
 
 pytestmark = [pytest.mark.db, pytest.mark.live]
 CSRF = {"X-Campus-Sync": "1"}
@@ -120,6 +120,66 @@ def test_user_cannot_clear_and_nothing_is_deleted(page_airflow):
     assert status == 403 and "Delete rights" in body["detail"]
     with psycopg.connect(page_airflow.state_dsn) as conn:
         assert conn.execute("SELECT count(*) FROM sync.batch").fetchone()[0] == before >= 1
+
+
+def test_bad_numbers_and_unknown_fields_answer_422(page_airflow):
+    status, body = api(page_airflow, "GET", "/campus-sync/api/history?page=99999999999999999999", user="viewer")
+    assert status == 422 and "page" in body["detail"]
+    status, body = api(page_airflow, "GET", "/campus-sync/api/history/99999999999999999999", user="viewer")
+    assert status == 422 and "batch_id" in body["detail"]
+    status, body = api(page_airflow, "POST", "/campus-sync/api/resync", user="user", headers=CSRF,
+                       body={"objects": ["School"], "districts": ["0101"], "confirm_delete": True})
+    assert status == 422 and "confirm_delete" in body["detail"]
+
+
+def test_only_delete_rights_confirm_deletes(page_airflow):
+    body = {"objects": ["School"], "districts": ["0101"], "confirm_deletes": True}
+    status, refused = api(page_airflow, "POST", "/campus-sync/api/resync", user="user", headers=CSRF, body=body)
+    assert status == 403 and "Delete rights" in refused["detail"]
+    status, plan = api(page_airflow, "POST", "/campus-sync/api/plan", user="user", headers=CSRF, body=body)
+    assert status == 200 and plan["conf"]["confirm_deletes"] is True
+
+
+def test_a_paused_dag_is_shown_its_queued_run_says_why_and_the_page_unpauses_it(page_airflow):
+    """New DAGs start paused: a run sent to one waits queued. The page says so before and after
+    sending, a user with edit rights unpauses it through the page (Airflow's REST API as that
+    user), a viewer is told who can; then the run starts and ends."""
+    dag = "campus_partial_resync"
+    set_paused(page_airflow, dag, True)
+    try:
+        status, dags = api(page_airflow, "GET", "/campus-sync/api/dags", user="viewer")
+        assert status == 200 and set(dags["dags"]) == set(CAMPUS_DAGS)
+        seen = dags["dags"][dag]
+        assert seen["is_paused"] is True and seen["can_unpause"] is False and seen["max_active_runs"] == 1
+        assert "admin" in seen["who_can_unpause"] and "user" in seen["who_can_unpause"]
+        assert "viewer" not in seen["who_can_unpause"].split(": ", 1)[1]
+        assert dags["dags"]["campus_selective_sync"]["is_paused"] is False
+        assert api(page_airflow, "GET", "/campus-sync/api/dags", user="user")[1]["dags"][dag]["can_unpause"] is True
+
+        status, run = api(page_airflow, "POST", "/campus-sync/api/resync", user="user", headers=CSRF,
+                          body={"objects": ["District"], "districts": ["0101"]})
+        assert status == 200, run
+        progress_url = f"/campus-sync/api/progress?dag_id={dag}&run_id={quote(run['dag_run_id'], safe='')}"
+        time.sleep(5)  # several scheduler loops: a paused DAG's run stays queued
+        status, progress = api(page_airflow, "GET", progress_url, user="viewer")
+        assert status == 200 and progress["state"] == "queued", progress
+        assert progress["waiting"]["paused"] is True and progress["waiting"]["can_unpause"] is False
+        assert any(f"{dag} is paused" in r for r in progress["waiting"]["reasons"]), progress["waiting"]
+
+        status, refused = api(page_airflow, "POST", f"/campus-sync/api/dags/{dag}/unpause", user="viewer",
+                              headers=CSRF, body={})
+        assert status == 403 and "admin" in refused["detail"] and is_paused(page_airflow, dag)
+        assert api(page_airflow, "POST", "/campus-sync/api/dags/example_dag/unpause", user="admin",
+                   headers=CSRF, body={})[0] == 404
+        assert api(page_airflow, "POST", f"/campus-sync/api/dags/{dag}/unpause", user="user", body={})[0] == 403
+
+        status, done = api(page_airflow, "POST", f"/campus-sync/api/dags/{dag}/unpause", user="user",
+                           headers=CSRF, body={})
+        assert status == 200 and done == {"dag_id": dag, "is_paused": False}
+        assert not is_paused(page_airflow, dag)
+        assert wait_run(page_airflow, dag, run["dag_run_id"]) == "success"
+    finally:
+        set_paused(page_airflow, dag, False)
 
 
 def test_admin_clears_history(page_airflow):

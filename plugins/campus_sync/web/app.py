@@ -5,6 +5,12 @@ Every route depends on `rights.require_read` (app-wide dependency, so a route ca
 actions check Write or Delete on top. Triggers go through Airflow's own REST API as the user
 (`airflow_api`). State-changing requests must be JSON and carry the `X-Campus-Sync` header, which
 a cross-site form cannot send (the session cookie is SameSite=Lax on top).
+
+Bad input answers 422 naming the field: request bodies refuse fields they do not declare (nothing
+is dropped silently), numbers are bounded before they reach the database. The page shows a paused
+campus DAG before the user acts (a run of a paused DAG waits queued for ever) and unpauses it as
+the user; a queued run's progress says why it waits. A resync the delete guards refused is shown
+with its counts, and a user with Delete rights may rerun exactly it with `confirm_deletes`.
 """
 
 from __future__ import annotations
@@ -214,8 +220,8 @@ async def why_waiting(request: Request, user, dag_id: str, run: dict) -> dict:
         airflow_api.runs(dag_id, ("running", "queued"), token=token, user=user, limit=50),
         airflow_api.health(token=token, user=user), return_exceptions=True)
     paused = isinstance(dag, dict) and bool(dag.get("is_paused"))
+    can = paused and await run_in_threadpool(rights.can_edit_dag, user, dag_id)
     if paused:
-        can = await run_in_threadpool(rights.can_edit_dag, user, dag_id)
         reasons.append(f"{dag_id} is paused in Airflow: the scheduler starts no run of a paused DAG. "
                        + ("Unpause it here to let this run start." if can
                           else f"Ask {await run_in_threadpool(rights.who_can_text, dag_id)} to unpause it."))
@@ -240,7 +246,7 @@ async def why_waiting(request: Request, user, dag_id: str, run: dict) -> dict:
                            "no run starts until it is back.")
     if not reasons:
         reasons.append("waiting for Airflow's scheduler to start it (it picks up queued runs every few seconds).")
-    return {"reasons": reasons, "paused": paused}
+    return {"reasons": reasons, "paused": paused, "can_unpause": bool(can)}
 
 
 def create_app() -> FastAPI:

@@ -98,7 +98,7 @@ def fill(conn: psycopg.Connection, cfg: config_mod.Config, objects: list[str], w
     conn.commit()
     conn.execute("ANALYZE")
     counts = {}
-    for t in ("batch", "batch_result", "verification_result", "process_alert"):
+    for t in ("batch", "batch_result", "last_result", "verification_result", "process_alert"):
         counts[t] = conn.execute(sql.SQL("SELECT count(*) FROM sync.{}").format(sql.Identifier(t))).fetchone()[0]
     return counts
 
@@ -138,6 +138,7 @@ def run(districts: int = 170, weeks: int = 52, repeat: int = 5, dsn: str | None 
             "verification summary (+ one district)": lambda: data.verification(conn, cfg, mid),
             "process alerts": lambda: alerts.list_alerts(conn, cfg.district_ids[0]),
             "clear history preview": lambda: data.clear_preview(conn),
+            "clear history preview, one district": lambda: data.clear_preview(conn, None, mid),
         }
         timings = {name: timed(fn, repeat) for name, fn in queries.items()}
         # (timed() warms up first, so pandas' one-off import is not counted)
