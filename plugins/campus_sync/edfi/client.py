@@ -166,6 +166,7 @@ class Client:
     backoff: float = 0.2  # first backoff (seconds), doubled per attempt, with jitter
     max_wait: float = 30.0
     timeout: float = 60.0
+    renewals: int = 20  # new tokens one request may ask for after 401s (each 401 revokes the shared token)
     stats: Counter = field(default_factory=Counter)
 
     async def __aenter__(self) -> Client:
@@ -240,7 +241,7 @@ class Client:
                     await self._wait(attempt, None)
                     attempt += 1
                     continue
-                if response.status_code == 401 and renewed < 3:
+                if response.status_code == 401 and renewed < self.renewals:
                     renewed += 1
                     self.stats["renewals_on_401"] += 1
                     await self.token(stale=token)

@@ -254,6 +254,7 @@ class _Run:
         self.failed: list[tuple] = []  # (operation, natural_key, source_id, reason, status, message)
         self.logged: list[tuple] = []
         self.unlogged: list[str] = []
+        self.http: Counter = Counter()  # the client's retries, token renewals, Retry-After waits
 
     def fail(self, operation: str, key: str | None, source: str | None, reason: str,
              status: int | None = None, message: str | None = None) -> None:
@@ -334,6 +335,7 @@ async def _send_documents(api, conf: EdfiConfiguration, resource: str, work: lis
 
     async with http.Client(api, concurrency=conf.concurrency) as c:
         await asyncio.gather(*(one(*item) for item in work))
+    run.http.update(c.stats)
 
 
 def _send(batch_id: int, request: EdfiRequest, resource: str, mode: str) -> _Run:
@@ -426,7 +428,7 @@ def _record(batch_id: int, request: EdfiRequest, resource: str, run: _Run, *, me
         history.record_result(conn, batch_id, result, status=status or _colour(out["processed"], out["errors"]),
                               message=message)
     return {**out, "status": status or _colour(out["processed"], out["errors"]), "resource": resource,
-            **({"message": message} if message else {})}
+            "http": dict(run.http), **({"message": message} if message else {})}
 
 
 def send_resource(batch_id: int, request: EdfiRequest, resource: str) -> dict:
@@ -492,8 +494,10 @@ def delete_resource(batch_id: int, request: EdfiRequest, resource: str) -> dict:
             api = api_of(conf, request.school_year)
             url = f"{api.data_url}/ed-fi/{resource}"
 
+            c_stats: Counter = Counter()
+
             async def go() -> None:
-                async with http.Client(api, concurrency=conf.concurrency) as c:
+                async with http.Client(api, concurrency=conf.concurrency, stats=c_stats) as c:
                     async def one(key: str, source: str, api_id: str | None) -> None:
                         if not api_id:
                             run.fail("delete", key, source, "no_api_id", None, "the send log has no id for it")
@@ -512,6 +516,7 @@ def delete_resource(batch_id: int, request: EdfiRequest, resource: str) -> dict:
                     await asyncio.gather(*(one(r[0], r[1], r[6]) for r in gone))
 
             asyncio.run(go())
+            run.http.update(c_stats)
             _write(conn, batch_id, conf.name, resource, run)
     return _record(batch_id, request, resource, run, merge=True)
 
@@ -599,17 +604,23 @@ def check_dependencies(api, resources: list[str] | None = None) -> list[str]:
         if "Create" in (entry.get("operations") or ["Create"]):
             orders.setdefault(name, int(entry.get("order", 0)))
     m = model.load()
-    names = resources if resources is not None else sorted(n for n in plan_order(
+    names = list(resources) if resources is not None else sorted(n for n in plan_order(
         {c for conf in configurations().values() for c in conf.resources}))
     out = []
-    for r_name in names:
+    for i, r_name in enumerate(names):
         if r_name not in orders:
             out.append(f"{r_name}: not in the API's dependency list")
             continue
-        for dep in sorted(m.references_of(m.resource(r_name))):
-            if dep in names and dep in orders and orders[dep] >= orders[r_name]:
+        deps = m.references_of(m.resource(r_name)) if r_name in m.resources else set()
+        for dep in sorted(deps):
+            if dep not in names or dep not in orders:
+                continue
+            if orders[dep] >= orders[r_name]:
                 out.append(f"{r_name} depends on {dep}, but the API orders {dep} at {orders[dep]} and "
                            f"{r_name} at {orders[r_name]}")
+            elif names.index(dep) > i:
+                out.append(f"the plan sends {r_name} before {dep}, which the API orders first "
+                           f"({orders[dep]} < {orders[r_name]})")
     return out
 
 
@@ -618,9 +629,27 @@ def run(params: dict, *, user: str, on_resource=None) -> dict:
     """Validate, start, send every resource, delete in reverse order and finish, in this process
     (the CLI and automatic resyncs). A resource whose send fails is recorded as failed and the
     resources depending on it are not run."""
-    from campus_sync.edfi import model
+    import os
 
     request = parse_request(params) if isinstance(params, dict) else params
+    liveness = _tool("liveness")
+    owner_conn = None
+    if not os.environ.get(liveness.OWNER_ENV):
+        # a one-process run: this session lives as long as the process, so a killed run's request
+        # is found dead (and its read-only locks freed) by the next request's liveness check
+        owner_conn = state_connection()
+        os.environ[liveness.OWNER_ENV] = json.dumps(liveness.process_owner(owner_conn))
+    try:
+        return _run(request, user, on_resource)
+    finally:
+        if owner_conn is not None:
+            os.environ.pop(liveness.OWNER_ENV, None)
+            owner_conn.close()
+
+
+def _run(request: EdfiRequest, user: str, on_resource) -> dict:
+    from campus_sync.edfi import model
+
     batch_id = start(request, user=user)
     m = model.load()
     outcomes: dict[str, tuple[str, Any]] = {}
@@ -646,6 +675,13 @@ def run(params: dict, *, user: str, on_resource=None) -> dict:
                     outcomes[resource] = ("failed", f"{type(exc).__name__}: {exc}")
     finally:
         summary = finish(batch_id, outcomes)
+    traffic: Counter = Counter()
+    for state, result in outcomes.values():
+        if isinstance(result, dict):
+            traffic.update(result.get("http") or {})
+            for person in (result.get("person_updates") or {}).values():
+                traffic.update(person.get("http") or {})
+    summary["http"] = dict(sorted(traffic.items()))
     return summary
 
 
