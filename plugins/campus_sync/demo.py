@@ -29,6 +29,7 @@ import psycopg
 from psycopg import sql
 
 from campus_sync.config import Config, District
+from campus_sync.edfi import demo_data as edfi_demo_data
 from campus_sync.hierarchy import Hierarchy, ObjectSpec
 from campus_sync.schema import DISTRICT_SCHEMA, ensure_district_schema, ident, table
 
@@ -387,6 +388,7 @@ def seed_district(conn: psycopg.Connection, graph: Hierarchy, district: District
                 for r in rows[name]:
                     cp.write_row([r[c] for c in spec.column_names])
             counts[name] = len(rows[name])
+    edfi_demo_data.seed(conn, district.id)  # the Ed-Fi Resync's district-side rows (Ed-Fi IDs, sections...)
     return counts
 
 

@@ -209,3 +209,28 @@ def test_plan_is_checked_against_the_api_dependencies(edfi):
         details = conn.execute("SELECT details FROM sync.batch WHERE id = %s", (batch,)).fetchone()[0]
     resync.finish(batch, {})
     assert details["dependency_check"] == []
+
+
+def test_connection_forms(monkeypatch):
+    from campus_sync.edfi import client
+
+    monkeypatch.setenv("AIRFLOW_CONN_EDFI_X", "http://my%20key:s3cret@127.0.0.1:8123/?route_style=year&api_version=6.1")
+    c = client.resolve("edfi_x", 2027)
+    assert (c.base_url, c.key, c.secret, c.route_style) == ("http://127.0.0.1:8123", "my key", "s3cret", "year")
+    assert c.data_url == "http://127.0.0.1:8123/data/v3/2027"
+    assert c.dependencies_url == "http://127.0.0.1:8123/metadata/data/v3/2027/dependencies"
+    monkeypatch.setenv("AIRFLOW_CONN_EDFI_X", '{"conn_type": "http", "host": "https://ods.example.org/api", "login": "k",'
+                                              ' "password": "s", "extra": {"route_style": "tenant-year", "tenant": "t1"}}')
+    c = client.resolve("edfi_x", 2027)
+    assert c.data_url == "https://ods.example.org/api/t1/2027/data/v3"
+    assert c.oauth_url == "https://ods.example.org/api/t1/oauth/token"
+    monkeypatch.setenv("AIRFLOW_CONN_EDFI_X", '{"host": "https://ods.example.org", "login": "k", "password": "s",'
+                                              ' "extra": {"route_style": "tenant-year"}}')
+    with pytest.raises(client.EdfiConnectionError, match="route_style tenant-year needs extra tenant"):
+        client.resolve("edfi_x", 2027)
+    monkeypatch.setenv("AIRFLOW_CONN_EDFI_X", '{"host": "https://ods.example.org", "login": "k"}')
+    with pytest.raises(client.EdfiConnectionError, match="key .login. and secret .password. are required"):
+        client.resolve("edfi_x", 2027)
+    monkeypatch.delenv("AIRFLOW_CONN_EDFI_X")
+    with pytest.raises(client.EdfiConnectionError, match="connection 'edfi_x' is not defined"):
+        client.resolve("edfi_x", 2027)

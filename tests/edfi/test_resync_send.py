@@ -162,3 +162,27 @@ def test_faults_end_with_the_same_data_and_no_extra_errors(deployment, make_db, 
 def processed_minus_unsendable(deployment, name: str) -> int:
     processed, unsendable = campus_counts(deployment["districts"]["0101"], name)
     return processed - unsendable
+
+
+def test_cli_resync_prints_per_resource_results(edfi, capsys, tmp_path):
+    import json
+
+    from campus_sync.cli import main
+
+    assert main(["edfi", "resync", "--configuration", "demo", "--all-schools", "--resources", "sections",
+                 "--plan"]) == 0
+    assert capsys.readouterr().out.split() == ["planned", "resources,", "in", "order:", "schools", "courses",
+                                               "sessions", "courseOfferings", "sections"]
+    csv_file = tmp_path / "failed.csv"
+    assert main(["edfi", "resync", "--configuration", "demo", "--all-schools", "--json",
+                 "--failed-csv", str(csv_file)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["status"] == "complete"
+    results = by_resource(out)
+    assert results["students"]["inserted"] > 0 and results["students"]["error_reasons"]["no_edfi_id"] >= 1
+    assert "no_edfi_id" in csv_file.read_text()
+    assert main(["edfi", "resync", "--configuration", "demo", "--school", "1000001"]) == 0
+    text = capsys.readouterr().out
+    assert "studentSchoolAssociations" in text and ": complete" in text
+    assert main(["edfi", "resync", "--configuration", "demo", "--all-schools", "--resources", "grades"]) == 1
+    assert "unknown resource 'grades'" in capsys.readouterr().err

@@ -1,5 +1,6 @@
 """`campus-sync edfi api start|stop|status`: the local Ed-Fi API in the background;
-`campus-sync edfi model`: check the Ed-Fi resource model and show its order."""
+`campus-sync edfi model`: check the Ed-Fi resource model and show its order;
+`campus-sync edfi resync`: an Ed-Fi Resync in this process."""
 
 from __future__ import annotations
 
@@ -97,6 +98,74 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--json", action="store_true", help="print the dependency order as JSON")
     m.add_argument("--data-standard", default=None, metavar="VERSION", help="the Data Standard (default 5.2; or 4.0)")
     m.set_defaults(func=cmd_model)
+    register_resync(esub)
+
+
+def register_resync(esub: argparse._SubParsersAction) -> None:
+    """`campus-sync edfi resync`: an Ed-Fi Resync run in this process (plan, start, send, finish)."""
+    r = esub.add_parser("resync", help="send a district's Campus data to its Ed-Fi API (only what changed)",
+                        description="Run an Ed-Fi Resync in this process: the configuration's resources, in "
+                                    "dependency order, only documents that changed since the last successful send; "
+                                    "documents gone from Campus are deleted in reverse order. Prints per-resource results.")
+    r.add_argument("--configuration", required=True, help="an Ed-Fi configuration of the deployment config (edfi:)")
+    where = r.add_mutually_exclusive_group(required=True)
+    where.add_argument("--school", dest="schools", action="append", default=[], metavar="ID",
+                       help="a school id (repeatable)")
+    where.add_argument("--all-schools", action="store_true",
+                       help="every school of the district (heavy: a large district sends a lot; run off-peak)")
+    r.add_argument("--person-ids", default=None, help="Campus person IDs (separated by commas or spaces)")
+    r.add_argument("--course-ids", default=None, help="Campus course IDs")
+    r.add_argument("--section-ids", default=None, help="Campus section IDs")
+    r.add_argument("--resources", nargs="+", default=None, metavar="RESOURCE",
+                   help="resources to send (default: every resource the configuration turns on)")
+    r.add_argument("--no-select-dependencies", action="store_true",
+                   help="send only the given resources, not the resources they depend on")
+    r.add_argument("--run-cleanup", action="store_true", help="Tennessee only")
+    r.add_argument("--confirm-deletes", action="store_true", help="override the mass-delete guard once")
+    r.add_argument("--plan", action="store_true", help="print the planned resources in order and stop")
+    r.add_argument("--failed-csv", default=None, metavar="FILE", help="write the failed documents as CSV to FILE")
+    r.add_argument("--user", default=None, help="who requests it (default: the login name)")
+    r.add_argument("--json", action="store_true", help="print the result as JSON")
+    r.set_defaults(func=cmd_resync)
+
+
+def cmd_resync(args: argparse.Namespace) -> int:
+    import getpass
+
+    from campus_sync.cli import CliError
+    from campus_sync.edfi import resync
+
+    params = {"configuration": args.configuration, "schools": args.schools, "all_schools": args.all_schools,
+              "person_ids": args.person_ids, "course_ids": args.course_ids, "section_ids": args.section_ids,
+              "resources": args.resources, "select_dependencies": not args.no_select_dependencies,
+              "run_cleanup": args.run_cleanup, "confirm_deletes": args.confirm_deletes}
+    try:
+        request = resync.parse_request(params)
+        if args.plan:
+            order = resync.plan(request)
+            print(json.dumps({"plan": order}) if args.json else "planned resources, in order:\n  " + "\n  ".join(order))
+            return 0
+        summary = resync.run(request, user=args.user or getpass.getuser())
+    except (resync.EdfiRequestError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    if args.failed_csv:
+        with open(args.failed_csv, "w", encoding="utf-8", newline="") as f:
+            f.write(resync.failed_documents_csv(summary["batch_id"]))
+    if args.json:
+        print(json.dumps(summary, default=str))
+    else:
+        print(f"Ed-Fi resync {summary['batch_id']} ({request.configuration}, district {request.district_id}, "
+              f"{request.school_year}): {summary['status']}")
+        print(f"  {'resource':<52}{'status':>9}{'processed':>10}{'inserted':>9}{'updated':>8}{'deleted':>8}"
+              f"{'unchanged':>10}{'errors':>7}  reasons")
+        by_name = {r["object"]: r for r in summary["results"]}
+        for name in resync.plan(request):
+            x = by_name.get(name, {})
+            reasons = ", ".join(f"{k} {v}" for k, v in (x.get("error_reasons") or {}).items())
+            print(f"  {name:<52}{x.get('status', ''):>9}{x.get('processed', 0):>10}{x.get('inserted', 0):>9}"
+                  f"{x.get('updated', 0):>8}{x.get('deleted', 0):>8}{x.get('unchanged', 0):>10}{x.get('errors', 0):>7}"
+                  f"  {reasons}")
+    return 0 if summary["status"] == "complete" else 1
 
 
 def _api(args: argparse.Namespace):

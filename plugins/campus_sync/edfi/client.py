@@ -93,6 +93,47 @@ def _from_airflow_connection(conn, where: str, school_year: int) -> ApiConnectio
                          tenant=str(extra.get("tenant", "")))
 
 
+@dataclass(frozen=True)
+class _Conn:
+    """The fields of an Airflow connection this module reads."""
+
+    host: str | None
+    login: str | None
+    password: str | None
+    port: int | None = None
+    schema: str | None = None
+    extra_dejson: dict = field(default_factory=dict)
+
+
+def _parse_env(raw: str, var: str) -> _Conn:
+    """An `AIRFLOW_CONN_*` value in Airflow's two forms: JSON ({"conn_type", "host", "login",
+    "password", "port", "schema", "extra"}) or a URI (`http://key:secret@host:port/?route_style=...`,
+    its query read as extra), read here as Airflow reads them (without logging the secret)."""
+    from urllib.parse import parse_qsl, unquote, urlsplit
+
+    try:
+        if raw.startswith("{"):
+            d = json.loads(raw)
+            extra = d.get("extra") or {}
+            if isinstance(extra, str):
+                extra = json.loads(extra) if extra.strip() else {}
+            if not isinstance(extra, dict):
+                raise ValueError("extra must be a JSON object")
+            return _Conn(host=d.get("host"), login=d.get("login"), password=d.get("password"),
+                         port=int(d["port"]) if d.get("port") else None, schema=d.get("schema"), extra_dejson=extra)
+        u = urlsplit(raw)
+        if not u.scheme or not u.hostname:
+            raise ValueError("expected a URI like http://key:secret@host:port/?route_style=shared, or JSON")
+        scheme = u.scheme.replace("-", "_")
+        scheme = {"http": "http", "https": "https"}.get(scheme, "https")
+        extra = dict(parse_qsl(u.query))
+        return _Conn(host=f"{scheme}://{u.hostname}" + (f":{u.port}" if u.port else "") + (u.path.rstrip("/") or ""),
+                     login=unquote(u.username or "") or None, password=unquote(u.password or "") or None,
+                     extra_dejson=extra)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise EdfiConnectionError(f"environment variable {var} is not a valid Airflow connection: {exc}") from None
+
+
 def resolve(conn_id: str, school_year: int) -> ApiConnection:
     """The Ed-Fi API of a configuration's connection id, looked up as db.py looks up databases:
     `AIRFLOW_CONN_<ID>` (URI or JSON), then Airflow's connections when running inside Airflow;
@@ -101,13 +142,7 @@ def resolve(conn_id: str, school_year: int) -> ApiConnection:
     var = "AIRFLOW_CONN_" + conn_id.upper()
     raw = os.environ.get(var, "").strip()
     if raw:
-        from airflow.sdk.definitions.connection import Connection
-
-        try:
-            conn = Connection.from_json(raw, conn_id=conn_id) if raw.startswith("{") else Connection.from_uri(raw, conn_id)
-        except Exception as exc:  # noqa: BLE001 - any parse failure is the variable's fault
-            raise EdfiConnectionError(f"environment variable {var} is not a valid Airflow connection: {exc}") from None
-        return _from_airflow_connection(conn, f"environment variable {var}", school_year)
+        return _from_airflow_connection(_parse_env(raw, var), f"environment variable {var}", school_year)
     if "airflow" in sys.modules:
         from airflow.sdk import BaseHook
         from airflow.sdk.exceptions import AirflowNotFoundException

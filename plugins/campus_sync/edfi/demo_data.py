@@ -34,7 +34,8 @@ def seed(conn: psycopg.Connection, district_id: str) -> dict[str, int]:
     calendars = conn.execute(
         "SELECT calendarid, schoolid, endyear, startdate, enddate FROM campus.calendar"
         " WHERE NOT coalesce(stateexclude, false) ORDER BY calendarid").fetchall()
-    schools = [r[0] for r in conn.execute("SELECT schoolid FROM campus.school ORDER BY schoolid")]
+    named = [(int(r[0]), str(r[1])) for r in conn.execute("SELECT schoolid, name FROM campus.school ORDER BY schoolid")]
+    schools = [s for s, _ in named]
     people = [r[0] for r in conn.execute("SELECT personid FROM campus.personidentity ORDER BY personid")]
     enrolled = {r[0] for r in conn.execute("SELECT DISTINCT personid FROM campus.enrollment")}
     enrollments = conn.execute(
@@ -92,4 +93,17 @@ def seed(conn: psycopg.Connection, district_id: str) -> dict[str, int]:
             with conn.cursor().copy(f"COPY campus_edfi.{name} ({cols}) FROM STDIN") as cp:
                 for row in rows:
                     cp.write_row(row)
+    from campus_sync.edfi.request import write_school_cache
+
+    write_school_cache(district_id, named)  # the resync form's school names, without a database
     return {name: len(rows) for name, (_, rows) in tables.items()}
+
+
+def run_demo_resync(configuration: str = "demo", *, user: str = "demo") -> dict:
+    """The demo's last step: start the local Ed-Fi API (left running) and resync every school of
+    the configuration into it; the request's summary (per-resource results)."""
+    from campus_sync.edfi import resync
+    from campus_sync.edfi.api.server import LocalEdFiApi
+
+    LocalEdFiApi().start(timeout=120)
+    return resync.run({"configuration": configuration, "all_schools": True}, user=user)
