@@ -13,7 +13,9 @@ Per resource: the extract (include/sql/edfi/<resource>.sql) builds the documents
 district in a read-only transaction; each document's hash is compared with the send log
 (`edfi.send_log`, state database); only new or changed documents are POSTed; only a 2xx answer
 writes the log, so a failed document goes again next run. A Campus row whose natural key
-changed is a DELETE of the old document, then a POST. Person resources (students, staffs) follow
+changed is a POST of the new document in the send step and a DELETE of the old one in the delete
+step (reverse dependency order: documents referring to the old one have moved by then, where a
+DELETE first would be refused with 409 dependent-item-exists). Person resources (students, staffs) follow
 the Ed-Fi authorization order: their new documents are created in their own step, and their
 changed documents are updated in the step of their last authorizing association (e.g. students
 after studentSchoolAssociations).
@@ -305,24 +307,16 @@ def _api_id(response) -> str | None:
 
 
 async def _send_documents(api, conf: EdfiConfiguration, resource: str, work: list[tuple], run: _Run) -> None:
-    """POST each (doc, key, hash, source row, old id of a key change); DELETE the old first."""
+    """POST each (doc, key, hash, Campus row and scope); only a 2xx answer is logged."""
     import httpx
 
     from campus_sync.edfi import client as http
 
     url = f"{api.data_url}/ed-fi/{resource}"
 
-    async def one(doc: dict, key: str, hsh: str, scope: tuple, old: tuple | None) -> None:
+    async def one(doc: dict, key: str, hsh: str, scope: tuple) -> None:
         source = scope[0]
         try:
-            if old is not None:
-                old_key, old_id = old
-                r = await c.request("DELETE", f"{url}/{old_id}")
-                if r.status_code not in (200, 204, 404):
-                    run.fail("delete", old_key, source, f"http_{r.status_code}", r.status_code, http.problem_message(r))
-                    return
-                run.unlogged.append(old_key)
-                run.counts["deleted"] += 1
             r = await c.request("POST", url, json=doc)
         except httpx.TransportError as exc:
             run.fail("post", key, source, "connection", None, f"{type(exc).__name__}: {exc}")
@@ -353,7 +347,7 @@ def _send(batch_id: int, request: EdfiRequest, resource: str, mode: str) -> _Run
         ensure_state(conn)
         conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"campus_sync:edfi_send:{conf.name}:{resource}",))
         conn.commit()
-        by_key, by_source = _load_log(conn, conf.name, resource)
+        by_key, _ = _load_log(conn, conf.name, resource)
         seen: set[str] = set()
         work: list[tuple] = []
         for source, school, person, course, section, problem, text in rows:
@@ -385,11 +379,9 @@ def _send(batch_id: int, request: EdfiRequest, resource: str, mode: str) -> _Run
                 continue  # an update: after the authorizing associations
             if mode == "update" and logged is None:
                 continue  # a create: its own step sent it
-            old = None
-            if logged is None and source in by_source and by_source[source] != key:
-                old_key = by_source[source]
-                old = (old_key, by_key[old_key][1])  # a key change: DELETE, then POST
-            work.append((doc, key, hsh, (source, school, person, course, section), old))
+            # a Campus row whose natural key changed is POSTed under its new key here; its old
+            # document is DELETEd in the delete step (reverse order, after its referrers moved)
+            work.append((doc, key, hsh, (source, school, person, course, section)))
             if len(work) >= CHUNK:
                 asyncio.run(_send_documents(api, conf, resource, work, run))
                 _write(conn, batch_id, conf.name, resource, run)
@@ -464,16 +456,28 @@ def _in_scope(request: EdfiRequest, school, person, course, section) -> bool:
 
 def delete_resource(batch_id: int, request: EdfiRequest, resource: str) -> dict:
     """Delete the resource's documents sent earlier in the request's scope whose Campus rows are
-    gone (call in reverse plan order, after every send_resource). Refused, deleting nothing,
+    gone, or whose Campus rows now have another natural key (call in reverse plan order, after
+    every send_resource). A Campus row that is still there but cannot be sent (no Ed-Fi ID) keeps
+    its document. Refused, deleting nothing,
     when that is more than the guard's share of the configuration's sent documents of the
     resource, unless the request confirms deletes."""
     import httpx
 
     from campus_sync.edfi import client as http
 
+    from campus_sync.edfi import model
+
     conf = configuration(request.configuration)
-    rows = extract(request, resource)
-    present_sources = {r[0] for r in rows}
+    res = model.load().resource(resource)
+    present_keys: set[str] = set()
+    unsendable: set[str] = set()  # Campus rows still there but not sendable (no Ed-Fi ID...): kept
+    for source, *_, problem, text in extract(request, resource):
+        try:
+            if problem:
+                raise KeyError(problem)
+            present_keys.add(_key_text(model.load().key_of(res, json.loads(text))))
+        except (KeyError, TypeError):
+            unsendable.add(source)
     run = _Run()
     with state_connection() as conn:
         ensure_state(conn)
@@ -482,7 +486,9 @@ def delete_resource(batch_id: int, request: EdfiRequest, resource: str) -> dict:
                  FROM edfi.send_log WHERE configuration = %s AND resource = %s ORDER BY natural_key""",
             (conf.name, resource)).fetchall()
         total = len(logged)
-        gone = [r for r in logged if r[1] not in present_sources and _in_scope(request, *r[2:6])]
+        # gone from Campus, or sent under a natural key its Campus row no longer has (a key change)
+        gone = [r for r in logged if r[0] not in present_keys and r[1] not in unsendable
+                and _in_scope(request, *r[2:6])]
         if gone and not request.confirm_deletes and len(gone) >= conf.delete_guard_min_rows \
                 and len(gone) > conf.max_delete_share * total:
             message = (f"mass delete refused: would delete {len(gone)} of the {total} {resource} documents sent "
@@ -635,7 +641,7 @@ def run(params: dict, *, user: str, on_resource=None) -> dict:
     liveness = _tool("liveness")
     owner_conn = None
     if not os.environ.get(liveness.OWNER_ENV):
-        # a one-process run: this session lives as long as the process, so a killed run's request
+        # a one-process run: this state connection lives as long as the process, so a killed run's request
         # is found dead (and its read-only locks freed) by the next request's liveness check
         owner_conn = state_connection()
         os.environ[liveness.OWNER_ENV] = json.dumps(liveness.process_owner(owner_conn))
@@ -654,6 +660,14 @@ def _run(request: EdfiRequest, user: str, on_resource) -> dict:
     m = model.load()
     outcomes: dict[str, tuple[str, Any]] = {}
     order = plan(request)
+    traffic: Counter = Counter()  # the client's retries, renewals and waits over the whole request
+
+    def count(result: dict) -> dict:
+        traffic.update(result.get("http") or {})
+        for person in (result.get("person_updates") or {}).values():
+            traffic.update(person.get("http") or {})
+        return result
+
     try:
         for resource in order:
             deps = m.references_of(m.resource(resource))
@@ -661,8 +675,7 @@ def _run(request: EdfiRequest, user: str, on_resource) -> dict:
                 outcomes[resource] = ("upstream_failed", None)
                 continue
             try:
-                result = send_resource(batch_id, request, resource)
-                outcomes[resource] = ("success", result)
+                outcomes[resource] = ("success", count(send_resource(batch_id, request, resource)))
             except Exception as exc:  # noqa: BLE001 - recorded per resource, as a task failure would be
                 outcomes[resource] = ("failed", f"{type(exc).__name__}: {exc}")
             if on_resource:
@@ -670,17 +683,11 @@ def _run(request: EdfiRequest, user: str, on_resource) -> dict:
         for resource in reversed(order):
             if outcomes[resource][0] == "success":
                 try:
-                    outcomes[resource] = ("success", delete_resource(batch_id, request, resource))
+                    outcomes[resource] = ("success", count(delete_resource(batch_id, request, resource)))
                 except Exception as exc:  # noqa: BLE001
                     outcomes[resource] = ("failed", f"{type(exc).__name__}: {exc}")
     finally:
         summary = finish(batch_id, outcomes)
-    traffic: Counter = Counter()
-    for state, result in outcomes.values():
-        if isinstance(result, dict):
-            traffic.update(result.get("http") or {})
-            for person in (result.get("person_updates") or {}).values():
-                traffic.update(person.get("http") or {})
     summary["http"] = dict(sorted(traffic.items()))
     return summary
 
