@@ -186,3 +186,16 @@ def test_cli_resync_prints_per_resource_results(edfi, capsys, tmp_path):
     assert "studentSchoolAssociations" in text and ": complete" in text
     assert main(["edfi", "resync", "--configuration", "demo", "--all-schools", "--resources", "grades"]) == 1
     assert "unknown resource 'grades'" in capsys.readouterr().err
+
+
+def test_one_token_serves_a_whole_resync(deployment, make_db, tmp_path, monkeypatch):
+    """An ODS/API refuses a client more than a few live tokens (429): every resource's send shares one."""
+    seed_edfi(deployment["districts"]["0101"])
+    api = start_fresh_api(make_db, tmp_path, name="t_edfi_resync_tokens", token_limit=2)
+    try:
+        point_connection(monkeypatch, api)
+        summary = run_all()
+    finally:
+        api.stop()
+    assert summary["status"] == "complete", summary
+    assert summary["http"].get("tokens") == 1, summary["http"]

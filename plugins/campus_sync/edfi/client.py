@@ -23,6 +23,10 @@ from dataclasses import dataclass, field
 import httpx
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# Tokens shared by every client of this process, per (token URL, key): (token, expiry by
+# time.monotonic()). An ODS/API 7.3 refuses a client more than 15 live tokens (429), so a resync
+# must not ask for one per resource. Kept in memory only, never written anywhere.
+_TOKENS: dict[tuple[str, str], tuple[str, float]] = {}
 
 
 class EdfiConnectionError(ValueError):
@@ -193,7 +197,8 @@ def retry_after(response: httpx.Response | None) -> float | None:
 
 @dataclass
 class Client:
-    """One resync's connection to an Ed-Fi API (use inside one event loop: `async with`)."""
+    """One resync's connection to an Ed-Fi API (use inside one event loop: `async with`); its
+    token is the process's shared one for that API and key."""
 
     api: ApiConnection
     concurrency: int = 8
@@ -231,6 +236,10 @@ class Client:
         async with self._lock:
             if self._token and self._token != stale and time.monotonic() < self._expires:
                 return self._token
+            shared = _TOKENS.get((self.api.oauth_url, self.api.key))
+            if shared and shared[0] != stale and time.monotonic() < shared[1]:
+                self._token, self._expires = shared
+                return self._token
             response = None
             for attempt in range(self.retries + 1):
                 try:
@@ -246,6 +255,7 @@ class Client:
                     self._token = body["access_token"]
                     # renew at 90 % of the lifetime (at least 2 s early)
                     self._expires = time.monotonic() + max(0.5, min(ttl * 0.9, ttl - 2))
+                    _TOKENS[(self.api.oauth_url, self.api.key)] = (self._token, self._expires)
                     self.stats["tokens"] += 1
                     return self._token
                 if response.status_code in RETRY_STATUSES:
