@@ -1,0 +1,161 @@
+"""`campus-sync bench edfi --students N`: the Ed-Fi Resync's throughput against the local Ed-Fi API.
+
+Builds its own world on the embedded PostgreSQL (or --dsn's server): a district database with N
+students (3 schools, one current-year enrollment each, the Ed-Fi district-side rows of the demo),
+a state database and a local Ed-Fi API on a database of its own, all emptied first; points a
+temporary deployment configuration at them; then times, in this process:
+
+1. a first send of every resource (everything is new);
+2. an unchanged resync (nothing to send: extract, hash, compare);
+3. a 1 % change (first names of 1 % of the students), resynced.
+
+Reported per round: seconds, documents processed and sent, records per second, and the process's
+peak resident memory (ru_maxrss, monotonic: run with several N to see whether it grows with N).
+Everything started is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+DATABASES = ("edfi_bench_district", "edfi_bench_state", "edfi_bench_api")
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _fresh(server_uri: str, name: str) -> str:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(server_uri, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    return make_conninfo(**{**conninfo_to_dict(server_uri), "dbname": name})
+
+
+def _seed_district(dsn: str, students: int, end_year: int) -> None:
+    """Campus rows for N students, generated in SQL (the demo's generator is sized for demos)."""
+    import psycopg
+
+    from campus_sync import hierarchy, schema
+    from campus_sync.edfi import demo_data
+
+    with psycopg.connect(dsn) as conn:
+        schema.ensure_district_schema(conn, hierarchy.load())
+        conn.execute("""INSERT INTO campus.school (schoolid, number, name, type, stateexclude)
+                        VALUES (1001, '01', 'Bench Elementary', 'E', false), (1002, '02', 'Bench Middle', 'M', false),
+                               (1003, '03', 'Bench High', 'H', false)""")
+        conn.execute("""INSERT INTO campus.calendar (calendarid, schoolid, endyear, name, startdate, enddate, stateexclude)
+                        SELECT 2000 + s, 1000 + s, %(y)s, 'Bench ' || s, make_date(%(y)s - 1, 8, 15),
+                               make_date(%(y)s, 6, 1), false FROM generate_series(1, 3) s""", {"y": end_year})
+        conn.execute("""INSERT INTO campus.personidentity (personid, stateid, lastname, firstname, middlename, gender,
+                                                           birthdate, raceethnicity)
+                        SELECT 100000 + i, NULL, 'Last' || (i %% 997), 'First' || i, NULL,
+                               CASE WHEN i %% 2 = 0 THEN 'M' ELSE 'F' END, make_date(2010 + i %% 8, 1 + i %% 12, 1 + i %% 28), '1'
+                          FROM generate_series(1, %(n)s) i""", {"n": students + max(3, students // 20)})
+        conn.execute("""INSERT INTO campus.enrollment (enrollmentid, personid, calendarid, structureid, endyear, grade,
+                                                       servicetype, startdate, startstatus, enddate, endstatus, stateexclude)
+                        SELECT 500000 + i, 100000 + i, 2001 + i %% 3, 1, %(y)s,
+                               (ARRAY['03', '07', '10'])[1 + i %% 3], 'P', make_date(%(y)s - 1, 8, 15), 'E1', NULL, NULL, false
+                          FROM generate_series(1, %(n)s) i""", {"n": students, "y": end_year})
+        conn.commit()
+        demo_data.seed(conn, "bench")
+
+
+def run(students: int, concurrency: int = 8, dsn: str | None = None) -> dict:
+    from campus_sync import config, db
+    from campus_sync.edfi import request as edfi_request
+    from campus_sync.edfi import resync
+    from campus_sync.edfi.api.server import LocalEdFiApi, Options
+
+    server = dsn or db.embedded_dsn("postgres")
+    district, state, api_db = (_fresh(server, name) for name in DATABASES)
+    end_year = config.load().end_year("current")
+    _seed_district(district, students, end_year)
+    scratch = tempfile.TemporaryDirectory(prefix="edfi-bench-")
+    api = LocalEdFiApi(Options(port=0, token_limit=0), state_dir=Path(scratch.name) / "api", dsn=api_db)
+    saved = {k: os.environ.get(k) for k in ("CAMPUS_SYNC_CONFIG", "AIRFLOW_CONN_EDFI_BENCH_STATE",
+                                            "AIRFLOW_CONN_EDFI_BENCH_DISTRICT", "AIRFLOW_CONN_EDFI_BENCH_API")}
+    try:
+        info, _ = api.start(timeout=120)
+        cfg_path = Path(scratch.name) / "campus_sync.yaml"
+        cfg_path.write_text(
+            "state: KY\ncurrent_school_year: %d\nstate_conn_id: edfi_bench_state\nembedded_postgres: false\n"
+            "districts:\n  - {id: bench, name: Bench District, conn_id: edfi_bench_district}\n"
+            "edfi:\n  configurations:\n    - {name: bench, district: bench, conn_id: edfi_bench_api, state: KY, "
+            "concurrency: %d, resources: [%s]}\n" % (end_year, concurrency, ", ".join(edfi_request.supported_resources())))
+        os.environ.update({
+            "CAMPUS_SYNC_CONFIG": str(cfg_path),
+            "AIRFLOW_CONN_EDFI_BENCH_STATE": _uri(state), "AIRFLOW_CONN_EDFI_BENCH_DISTRICT": _uri(district),
+            "AIRFLOW_CONN_EDFI_BENCH_API": json.dumps({"conn_type": "http", "host": info["base_url"], "login": info["key"],
+                                                       "password": info["secret"], "extra": {"route_style": "shared"}}),
+        })
+        db.dsn.cache_clear()
+        import psycopg
+
+        from campus_sync import hierarchy, schema
+
+        with psycopg.connect(state) as conn:
+            schema.ensure_state_schema(conn, hierarchy.load())
+        rounds = []
+        for label in ("first send", "unchanged resync", "1% change"):
+            if label == "1% change":
+                with psycopg.connect(district) as conn:
+                    conn.execute("UPDATE campus.personidentity SET firstname = firstname || 'x'"
+                                 " WHERE personid IN (SELECT personid FROM campus.enrollment WHERE enrollmentid % 100 = 0)")
+            t0 = time.perf_counter()
+            summary = resync.run({"configuration": "bench", "all_schools": True}, user="bench")
+            seconds = time.perf_counter() - t0
+            processed = sum(r["processed"] for r in summary["results"])
+            sent = sum(r["inserted"] + r["updated"] for r in summary["results"])
+            rounds.append({"round": label, "status": summary["status"], "seconds": round(seconds, 3),
+                           "processed": processed, "sent": sent,
+                           "records_per_second": round(processed / seconds, 1) if seconds else None,
+                           "sent_per_second": round(sent / seconds, 1) if seconds else None,
+                           "errors": sum(r["errors"] for r in summary["results"]), "peak_rss_mb": round(_peak_mb(), 1)})
+        first = rounds[0]["seconds"]
+        return {"students": students, "concurrency": concurrency, "rounds": rounds,
+                "unchanged_vs_first": round(rounds[1]["seconds"] / first, 3) if first else None}
+    finally:
+        api.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        db.dsn.cache_clear()
+        scratch.cleanup()
+
+
+def _uri(conninfo: str) -> str:
+    """A libpq conninfo as the postgres URI AIRFLOW_CONN_* takes."""
+    from urllib.parse import quote
+
+    from psycopg.conninfo import conninfo_to_dict
+
+    d = conninfo_to_dict(conninfo)
+    host = d.get("host", "localhost")
+    auth = quote(d.get("user", "")) + (":" + quote(d["password"]) if d.get("password") else "")
+    if host.startswith("/"):  # a socket directory: given as the host query parameter
+        return f"postgresql://{auth}@/{d['dbname']}?host={quote(host)}" + (f"&port={d['port']}" if d.get("port") else "")
+    return f"postgresql://{auth}@{host}:{d.get('port', 5432)}/{d['dbname']}"
+
+
+def format_report(res: dict) -> str:
+    lines = [f"Ed-Fi Resync against the local Ed-Fi API: {res['students']} students, concurrency {res['concurrency']}",
+             f"  {'round':<18}{'status':>10}{'seconds':>9}{'processed':>10}{'sent':>7}{'records/s':>11}{'sent/s':>9}"
+             f"{'errors':>7}{'peak MB':>9}"]
+    for r in res["rounds"]:
+        lines.append(f"  {r['round']:<18}{r['status']:>10}{r['seconds']:>9}{r['processed']:>10}{r['sent']:>7}"
+                     f"{r['records_per_second']:>11}{r['sent_per_second']:>9}{r['errors']:>7}{r['peak_rss_mb']:>9}")
+    lines.append(f"  unchanged resync / first send (time): {res['unchanged_vs_first']}")
+    return "\n".join(lines)
