@@ -127,9 +127,10 @@ def _ids(values: tuple[str, ...]) -> list[int] | None:
     return [int(v) for v in values] if values else None
 
 
-def extract(request: EdfiRequest, resource: str) -> list[tuple]:
-    """The resource's documents at the district, in a read-only transaction: rows of (source_id,
-    school_id, person_id, course_id, section_id, problem, doc as JSON text)."""
+def extract_chunks(request: EdfiRequest, resource: str, size: int = CHUNK):
+    """The resource's documents at the district, streamed (a server-side cursor in a read-only
+    transaction) in lists of at most `size` rows of (source_id, school_id, person_id, course_id,
+    section_id, problem, doc as JSON text): memory stays flat whatever the district's size."""
     from campus_sync.edfi import model
 
     params = {"end_year": request.school_year, "schools": list(request.schools) if request.schools is not None else None,
@@ -138,10 +139,17 @@ def extract(request: EdfiRequest, resource: str) -> list[tuple]:
               "ns": model.load().descriptor_namespace}
     with district_connection(request.district_id) as conn:
         conn.read_only = True
-        with conn.transaction():
-            cur = conn.execute(f"SELECT source_id, school_id, person_id, course_id, section_id, problem, doc::text "
-                               f"FROM ({_sql(resource)}) AS d", params)  # the query is a project file
-            return cur.fetchall()
+        with conn.transaction(), conn.cursor(name=f"edfi_{resource.lower()}") as cur:
+            cur.itersize = size
+            cur.execute(f"SELECT source_id, school_id, person_id, course_id, section_id, problem, doc::text "
+                        f"FROM ({_sql(resource)}) AS d", params)  # the query is a project file
+            while rows := cur.fetchmany(size):
+                yield rows
+
+
+def extract(request: EdfiRequest, resource: str) -> list[tuple]:
+    """Every document of the resource at the district (see extract_chunks)."""
+    return [row for rows in extract_chunks(request, resource) for row in rows]
 
 
 def district_schools(district_id: str) -> list[tuple[int, str]]:
@@ -265,17 +273,6 @@ class _Run:
         self.failed.append((operation, key, source, reason, status, message))
 
 
-def _load_log(conn, conf_name: str, resource: str) -> tuple[dict, dict]:
-    by_key: dict[str, tuple] = {}
-    by_source: dict[str, str] = {}
-    for key, source, hsh, api_id in conn.execute(
-            "SELECT natural_key, source_id, hash, api_id FROM edfi.send_log WHERE configuration = %s AND resource = %s",
-            (conf_name, resource)):
-        by_key[key] = (hsh, api_id, source)
-        by_source[source] = key
-    return by_key, by_source
-
-
 def _write(conn, batch_id: int, conf_name: str, resource: str, run: _Run) -> None:
     """Log what succeeded and keep what failed, in one transaction."""
     with conn.transaction(), conn.cursor() as cur:
@@ -341,55 +338,58 @@ def _send(batch_id: int, request: EdfiRequest, resource: str, mode: str) -> _Run
     res = model.load().resource(resource)
     key_of = model.load().key_of
     api = api_of(conf, request.school_year)
-    rows = extract(request, resource)
     run = _Run()
+    lock = f"campus_sync:edfi_send:{conf.name}:{resource}"
     with state_connection() as conn:
         ensure_state(conn)
-        conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"campus_sync:edfi_send:{conf.name}:{resource}",))
+        conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (lock,))
         conn.commit()
-        by_key, _ = _load_log(conn, conf.name, resource)
         seen: set[str] = set()
-        work: list[tuple] = []
-        for source, school, person, course, section, problem, text in rows:
-            if mode != "update":
-                run.counts["processed"] += 1
-            if problem:
+        for rows in extract_chunks(request, resource):
+            candidates: list[tuple] = []
+            for source, school, person, course, section, problem, text in rows:
                 if mode != "update":
-                    run.fail("post", None, source, problem, None, f"not sent: {problem.replace('_', ' ')}")
-                continue
-            doc = json.loads(text)
-            try:
-                key = _key_text(key_of(res, doc))
-            except (KeyError, TypeError):
-                if mode != "update":
-                    run.fail("post", None, source, "incomplete_key", None, "the document lacks part of its natural key")
-                continue
-            if key in seen:
-                if mode != "update":
-                    run.fail("post", key, source, "duplicate_key", None, "another Campus row has the same natural key")
-                continue
-            seen.add(key)
-            hsh = hashlib.sha256(text.encode()).hexdigest()
-            logged = by_key.get(key)
-            if logged is not None and logged[0] == hsh:
-                if mode != "update":
-                    run.counts["unchanged"] += 1
-                continue
-            if mode == "create" and logged is not None:
-                continue  # an update: after the authorizing associations
-            if mode == "update" and logged is None:
-                continue  # a create: its own step sent it
-            # a Campus row whose natural key changed is POSTed under its new key here; its old
-            # document is DELETEd in the delete step (reverse order, after its referrers moved)
-            work.append((doc, key, hsh, (source, school, person, course, section)))
-            if len(work) >= CHUNK:
+                    run.counts["processed"] += 1
+                if problem:
+                    if mode != "update":
+                        run.fail("post", None, source, problem, None, f"not sent: {problem.replace('_', ' ')}")
+                    continue
+                doc = json.loads(text)
+                try:
+                    key = _key_text(key_of(res, doc))
+                except (KeyError, TypeError):
+                    if mode != "update":
+                        run.fail("post", None, source, "incomplete_key", None, "the document lacks part of its natural key")
+                    continue
+                if key in seen:
+                    if mode != "update":
+                        run.fail("post", key, source, "duplicate_key", None, "another Campus row has the same natural key")
+                    continue
+                seen.add(key)
+                candidates.append((doc, key, hashlib.sha256(text.encode()).hexdigest(),
+                                   (source, school, person, course, section)))
+            logged = dict(conn.execute(
+                "SELECT natural_key, hash FROM edfi.send_log WHERE configuration = %s AND resource = %s"
+                " AND natural_key = ANY(%s)", (conf.name, resource, [c[1] for c in candidates])).fetchall())
+            conn.commit()
+            work = []
+            for doc, key, hsh, scope in candidates:
+                before = logged.get(key)
+                if before == hsh:
+                    if mode != "update":
+                        run.counts["unchanged"] += 1
+                    continue
+                if mode == "create" and before is not None:
+                    continue  # an update: after the authorizing associations
+                if mode == "update" and before is None:
+                    continue  # a create: its own step sent it
+                # a Campus row whose natural key changed is POSTed under its new key here; its old
+                # document is DELETEd in the delete step (reverse order, after its referrers moved)
+                work.append((doc, key, hsh, scope))
+            if work:
                 asyncio.run(_send_documents(api, conf, resource, work, run))
-                _write(conn, batch_id, conf.name, resource, run)
-                work = []
-        if work:
-            asyncio.run(_send_documents(api, conf, resource, work, run))
-        _write(conn, batch_id, conf.name, resource, run)
-        conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"campus_sync:edfi_send:{conf.name}:{resource}",))
+            _write(conn, batch_id, conf.name, resource, run)
+        conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (lock,))
         conn.commit()
     return run
 
