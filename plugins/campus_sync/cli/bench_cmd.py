@@ -34,6 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--api-only", action="store_true", help="bench edfi: POST --students students straight to the API")
     e.add_argument("--concurrency", type=_positive, default=8, help="bench edfi: requests in flight (default 8)")
     e.add_argument("--dsn", default=None, help="bench edfi: PostgreSQL for the API (default: embedded, database edfi_bench)")
+    e.add_argument("--lightbeam", default=None, metavar="PATH",
+                   help="bench edfi: the lightbeam executable to compare with (default: `lightbeam` on PATH, if any)")
     a = b.add_argument_group("bench airflow")
     a.add_argument("--url", help="Airflow base URL (default: the local deployment's, see --start)")
     a.add_argument("--user", default="admin", help="Airflow user (default admin)")

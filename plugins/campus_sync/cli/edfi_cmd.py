@@ -266,7 +266,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if not args.api_only:
         from campus_sync.edfi import bench_resync
 
-        res = bench_resync.run(students=args.students, concurrency=args.concurrency, dsn=args.dsn)
+        res = bench_resync.run(students=args.students, concurrency=args.concurrency, dsn=args.dsn,
+                               lightbeam=getattr(args, "lightbeam", None))
         print(json.dumps(res) if args.json else bench_resync.format_report(res))
         return 0 if all(r["status"] == "complete" for r in res["rounds"]) else 1
     res = bench.run(students=args.students, concurrency=args.concurrency, dsn=args.dsn)

@@ -11,7 +11,11 @@ temporary deployment configuration at them; then times, in this process:
 
 Reported per round: seconds, documents processed and sent, records per second, and the process's
 peak resident memory (ru_maxrss, monotonic: run with several N to see whether it grows with N).
-Everything started is stopped at the end.
+
+With lightbeam installed (bench only: `pip install -r requirements-bench.txt` in a separate
+environment, then --lightbeam PATH or `lightbeam` on PATH), the same documents are written as
+JSONL and sent by `lightbeam send` at the same concurrency into a second fresh local API, first
+send and unchanged resend (its hash log), for comparison. Everything started is stopped at the end.
 """
 
 from __future__ import annotations
@@ -71,7 +75,67 @@ def _seed_district(dsn: str, students: int, end_year: int) -> None:
         demo_data.seed(conn, "bench")
 
 
-def run(students: int, concurrency: int = 8, dsn: str | None = None) -> dict:
+def _lightbeam(executable: str, request, api_db: str, scratch: Path, concurrency: int, year: int) -> dict:
+    """The same documents through `lightbeam send` into a fresh local API: first send and resend."""
+    import subprocess
+
+    import yaml
+
+    from campus_sync.edfi import resync
+    from campus_sync.edfi.api.server import LocalEdFiApi, Options
+
+    data = scratch / "lightbeam-data"
+    data.mkdir()
+    documents = 0
+    for resource in resync.plan(request):
+        with open(data / f"{resource}.jsonl", "w", encoding="utf-8") as f:
+            for rows in resync.extract_chunks(request, resource):
+                for *_, problem, text in rows:
+                    if not problem:
+                        f.write(text + "\n")
+                        documents += 1
+    api = LocalEdFiApi(Options(port=0, token_limit=0), state_dir=scratch / "api-lightbeam", dsn=api_db)
+    try:
+        info, _ = api.start(timeout=120)
+        cfg = scratch / "lightbeam.yaml"
+        cfg.write_text(yaml.safe_dump({
+            "data_dir": str(data) + "/", "state_dir": str(scratch / "lightbeam-state"), "namespace": "ed-fi",
+            "edfi_api": {"base_url": info["base_url"], "oauth_url": info["oauth_url"],
+                         "dependencies_url": info["base_url"] + "/metadata/data/v3/dependencies",
+                         "open_api_metadata_url": info["base_url"] + "/metadata/data/v3/unused", "version": 3,
+                         "mode": "shared_instance", "year": year, "client_id": info["key"], "client_secret": info["secret"]},
+            "connection": {"pool_size": concurrency, "timeout": 60, "num_retries": 10, "backoff_factor": 1.5,
+                           "retry_statuses": [429, 500, 501, 503, 504], "verify_ssl": False},
+            "log_level": "WARNING"}))
+        out = {"documents": documents}
+        for label in ("first send", "unchanged resend"):
+            t0 = time.perf_counter()
+            proc = subprocess.run([executable, "send", "-c", str(cfg)], capture_output=True, text=True, timeout=3600)
+            seconds = time.perf_counter() - t0
+            out[label] = {"seconds": round(seconds, 3), "exit": proc.returncode,
+                          "records_per_second": round(documents / seconds, 1) if seconds else None,
+                          "output_tail": (proc.stdout + proc.stderr)[-400:]}
+        out["documents_at_api"] = _count_at_api(info, resync.plan(request))
+        return out
+    finally:
+        api.stop()
+
+
+def _count_at_api(info: dict, resources: list[str]) -> int:
+    """Documents the API holds over the resources (Total-Count), to check what lightbeam sent."""
+    import httpx
+
+    token = httpx.post(info["oauth_url"], auth=(info["key"], info["secret"]),
+                       data={"grant_type": "client_credentials"}, timeout=30).json()["access_token"]
+    total = 0
+    for resource in resources:
+        r = httpx.get(f"{info['data_url']}/ed-fi/{resource}", params={"limit": 1, "totalCount": "true"},
+                      headers={"Authorization": f"Bearer {token}"}, timeout=60)
+        total += int(r.headers.get("total-count", 0))
+    return total
+
+
+def run(students: int, concurrency: int = 8, dsn: str | None = None, lightbeam: str | None = None) -> dict:
     from campus_sync import config, db
     from campus_sync.edfi import request as edfi_request
     from campus_sync.edfi import resync
@@ -123,8 +187,20 @@ def run(students: int, concurrency: int = 8, dsn: str | None = None) -> dict:
                            "sent_per_second": round(sent / seconds, 1) if seconds else None,
                            "errors": sum(r["errors"] for r in summary["results"]), "peak_rss_mb": round(_peak_mb(), 1)})
         first = rounds[0]["seconds"]
-        return {"students": students, "concurrency": concurrency, "rounds": rounds,
-                "unchanged_vs_first": round(rounds[1]["seconds"] / first, 3) if first else None}
+        out = {"students": students, "concurrency": concurrency, "rounds": rounds,
+               "unchanged_vs_first": round(rounds[1]["seconds"] / first, 3) if first else None}
+        import shutil
+
+        executable = lightbeam or shutil.which("lightbeam")
+        if executable:
+            req = resync.parse_request({"configuration": "bench", "all_schools": True})
+            out["lightbeam"] = _lightbeam(executable, req, _fresh(server, "edfi_bench_api_lightbeam"),
+                                          Path(scratch.name), concurrency, end_year)
+            lb = out["lightbeam"]["first send"]["records_per_second"]
+            out["first_send_vs_lightbeam"] = round(rounds[0]["sent_per_second"] / lb, 2) if lb else None
+        else:
+            out["lightbeam"] = "not installed: pip install -r requirements-bench.txt in a separate environment, then --lightbeam PATH"
+        return out
     finally:
         api.stop()
         for k, v in saved.items():
@@ -158,4 +234,13 @@ def format_report(res: dict) -> str:
         lines.append(f"  {r['round']:<18}{r['status']:>10}{r['seconds']:>9}{r['processed']:>10}{r['sent']:>7}"
                      f"{r['records_per_second']:>11}{r['sent_per_second']:>9}{r['errors']:>7}{r['peak_rss_mb']:>9}")
     lines.append(f"  unchanged resync / first send (time): {res['unchanged_vs_first']}")
+    lb = res.get("lightbeam")
+    if isinstance(lb, dict):
+        for label in ("first send", "unchanged resend"):
+            x = lb[label]
+            lines.append(f"  lightbeam {label:<17} {x['seconds']:>8} s  {x['records_per_second']:>9} records/s  "
+                         f"(exit {x['exit']}, {lb['documents']} documents; {lb.get('documents_at_api')} at the API after)")
+        lines.append(f"  first send / lightbeam first send (records/s): {res.get('first_send_vs_lightbeam')}")
+    else:
+        lines.append(f"  lightbeam: {lb}")
     return "\n".join(lines)
