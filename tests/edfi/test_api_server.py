@@ -129,7 +129,12 @@ def test_bench_posts_students(server_dsn, capsys):
     res = json.loads(capsys.readouterr().out)
     assert res["create"]["statuses"] == {"201": 40} and res["update"]["statuses"] == {"200": 40}
     assert res["create"]["per_second"] > 0
-    assert main(["bench", "edfi", "--students", "1"]) == 1  # only --api-only exists yet
+    # without --api-only: the Ed-Fi Resync's rounds (first send, unchanged, 1 % change) end to end
+    assert main(["bench", "edfi", "--students", "5", "--concurrency", "2", "--dsn", dsn, "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert [r["round"] for r in res["rounds"]] == ["first send", "unchanged resync", "1% change"]
+    assert all(r["status"] == "complete" for r in res["rounds"]) and res["rounds"][0]["sent"] > 0
+    assert res["rounds"][1]["sent"] == 0
 
 
 def test_a_killed_server_is_seen_as_stopped_and_starts_again(start_api):

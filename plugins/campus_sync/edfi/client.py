@@ -278,8 +278,8 @@ class Client:
             while attempt <= self.retries:
                 token = await self.token()
                 try:
-                    response = await self.http.request(method, url, headers={"Authorization": f"Bearer {token}"},
-                                                       **kwargs)
+                    headers = {**(kwargs.get("headers") or {}), "Authorization": f"Bearer {token}"}
+                    response = await self.http.request(method, url, **{**kwargs, "headers": headers})
                 except httpx.TransportError as exc:
                     last_error, response = exc, None
                     self.stats["retries"] += 1

@@ -60,7 +60,8 @@ from campus_sync.edfi.request import (  # noqa: F401 - the public interface
 )
 
 KIND = "edfi_resync"
-CHUNK = 2000  # documents sent, then logged, at a time
+CHUNK = 5000  # documents sent, then logged, at a time
+JSON_CONTENT = {"Content-Type": "application/json"}
 RESULT_FIELDS = ("processed", "errors", "inserted", "updated", "deleted", "unchanged")
 
 
@@ -93,12 +94,20 @@ def district_connection(district_id: str):
     return db.connect(db.dsn(d.conn_id, f"district {d.id}"))
 
 
+_ENSURED: set[str] = set()
+
+
 def ensure_state(conn) -> None:
-    """The Ed-Fi Resync's tables in the state database (include/sql/state_edfi.sql)."""
+    """The Ed-Fi Resync's tables in the state database (include/sql/state_edfi.sql); once per
+    database and process (a request opens many connections)."""
     from campus_sync import paths
 
+    where = conn.info.dsn
+    if where in _ENSURED and conn.execute("SELECT to_regclass('edfi.send_log')").fetchone()[0]:
+        return
     conn.execute((paths.sql_dir() / "state_edfi.sql").read_text(encoding="utf-8"))
     conn.commit()
+    _ENSURED.add(where)
 
 
 def api_of(conf: EdfiConfiguration, school_year: int):
@@ -304,17 +313,18 @@ def _api_id(response) -> str | None:
 
 
 async def _send_documents(api, conf: EdfiConfiguration, resource: str, work: list[tuple], run: _Run) -> None:
-    """POST each (doc, key, hash, Campus row and scope); only a 2xx answer is logged."""
+    """POST each (body: the document's JSON as the extract wrote it, key, hash, Campus row and
+    scope); only a 2xx answer is logged."""
     import httpx
 
     from campus_sync.edfi import client as http
 
     url = f"{api.data_url}/ed-fi/{resource}"
 
-    async def one(doc: dict, key: str, hsh: str, scope: tuple) -> None:
+    async def one(doc: bytes, key: str, hsh: str, scope: tuple) -> None:
         source = scope[0]
         try:
-            r = await c.request("POST", url, json=doc)
+            r = await c.request("POST", url, content=doc, headers=JSON_CONTENT)
         except httpx.TransportError as exc:
             run.fail("post", key, source, "connection", None, f"{type(exc).__name__}: {exc}")
             return
@@ -366,7 +376,8 @@ def _send(batch_id: int, request: EdfiRequest, resource: str, mode: str) -> _Run
                         run.fail("post", key, source, "duplicate_key", None, "another Campus row has the same natural key")
                     continue
                 seen.add(key)
-                candidates.append((doc, key, hashlib.sha256(text.encode()).hexdigest(),
+                body = text.encode()
+                candidates.append((body, key, hashlib.sha256(body).hexdigest(),
                                    (source, school, person, course, section)))
             logged = dict(conn.execute(
                 "SELECT natural_key, hash FROM edfi.send_log WHERE configuration = %s AND resource = %s"
