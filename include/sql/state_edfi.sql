@@ -24,7 +24,8 @@ CREATE TABLE IF NOT EXISTS edfi.send_log (
 CREATE INDEX IF NOT EXISTS send_log_source_idx ON edfi.send_log (configuration, resource, source_id);
 
 -- Each document that failed in a request: its natural key, the HTTP status and the API's message
--- (the fields of a 400, the reference of a 409). Deleted with its request (Clear History).
+-- (the fields of a 400, the reference of a 409). The rows of a request Clear History removed are
+-- dropped when the next resync starts.
 CREATE TABLE IF NOT EXISTS edfi.failed_document (
     batch_id      bigint NOT NULL,
     resource      text NOT NULL,

@@ -113,12 +113,15 @@ def test_failed_document_is_not_logged_and_goes_again(edfi):
             "SELECT x.personid, x.edfiid FROM campus_edfi.person_edfi_id x JOIN campus.enrollment e USING (personid)"
             " WHERE x.edfiid IS NOT NULL ORDER BY x.personid DESC LIMIT 1").fetchone()
         conn.execute("UPDATE campus.personidentity SET lastname = repeat('x', 80) WHERE personid = %s", (person,))
-    first = run_all(resources=["students"], select_dependencies=False)
+    first = run_all(resources=["studentSchoolAssociations"])  # with its dependencies: schools, students
     students = by_resource(first)["students"]
     assert students["error_reasons"].get("http_400") == 1
     csv_text = resync.failed_documents_csv(first["batch_id"])
-    line = next(line for line in csv_text.splitlines() if edfi_id in line)
-    assert ",400," in line and "lastSurname" in line
+    lines = [line for line in csv_text.splitlines() if edfi_id in line]
+    # the 400 names the field; the association that refers to the refused student gets a 409 naming it
+    assert any(line.startswith("students,post,") and ",400," in line and "lastSurname" in line for line in lines)
+    assert any(line.startswith("studentSchoolAssociations,post,") and ",409," in line and "Student" in line
+               for line in lines), lines
     with resync.state_connection() as conn:
         assert conn.execute("SELECT count(*) FROM edfi.send_log WHERE natural_key = %s",
                             (f'["{edfi_id}"]',)).fetchone()[0] == 0
@@ -199,3 +202,32 @@ def test_one_token_serves_a_whole_resync(deployment, make_db, tmp_path, monkeypa
         api.stop()
     assert summary["status"] == "complete", summary
     assert summary["http"].get("tokens") == 1, summary["http"]
+
+
+def test_person_updates_follow_their_authorizing_association(edfi):
+    """Ed-Fi authorization order: a student is created in its own step, but an update of a student
+    already sent goes after the studentSchoolAssociations step."""
+    from campus_sync.edfi import resync
+
+    run_all()
+    dsn = edfi["districts"]["0101"]
+    with psycopg.connect(dsn) as conn:
+        person, edfi_id = conn.execute(
+            "SELECT x.personid, x.edfiid FROM campus_edfi.person_edfi_id x JOIN campus.enrollment e USING (personid)"
+            " WHERE x.edfiid IS NOT NULL ORDER BY x.personid LIMIT 1").fetchone()
+        conn.execute("UPDATE campus.personidentity SET firstname = 'Later' WHERE personid = %s", (person,))
+    request = resync.parse_request({"configuration": "demo", "all_schools": True,
+                                    "resources": ["studentSchoolAssociations"]})
+    assert resync.plan(request) == ["students", "schools", "studentSchoolAssociations"]
+    batch = resync.start(request, user="tester")
+    try:
+        created = resync.send_resource(batch, request, "students")
+        assert created["updated"] == 0 and created["inserted"] == 0
+        assert documents(edfi["info"], "students", studentUniqueId=edfi_id)[0]["firstName"] != "Later"
+        resync.send_resource(batch, request, "schools")
+        after = resync.send_resource(batch, request, "studentSchoolAssociations")
+        assert after["person_updates"]["students"]["updated"] == 1
+        assert documents(edfi["info"], "students", studentUniqueId=edfi_id)[0]["firstName"] == "Later"
+    finally:
+        summary = resync.finish(batch, {r: ("success", None) for r in resync.plan(request)})
+    assert by_resource(summary)["students"]["updated"] == 1

@@ -224,8 +224,11 @@ def start(request: EdfiRequest, *, user: str, dag_id: str | None = None, run_id:
                 districts=[request.district_id], objects=resources, dag_id=dag_id, run_id=run_id,
                 details={"edfi": request.to_dict(), "dependency_check": dep_check})
             with conn.transaction():
-                conn.execute("DELETE FROM edfi.resync_lock l USING sync.batch b WHERE b.id = l.batch_id"
-                             " AND b.status <> 'running'")
+                # locks of finished or abandoned requests, and what Clear History left behind
+                conn.execute("DELETE FROM edfi.resync_lock l WHERE NOT EXISTS (SELECT 1 FROM sync.batch b"
+                             " WHERE b.id = l.batch_id AND b.status = 'running')")
+                conn.execute("DELETE FROM edfi.failed_document f WHERE NOT EXISTS (SELECT 1 FROM sync.batch b"
+                             " WHERE b.id = f.batch_id)")
                 with conn.cursor() as cur:
                     cur.executemany(
                         """INSERT INTO edfi.resync_lock (configuration, school_id, resource, batch_id)
