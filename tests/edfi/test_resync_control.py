@@ -234,3 +234,23 @@ def test_connection_forms(monkeypatch):
     monkeypatch.delenv("AIRFLOW_CONN_EDFI_X")
     with pytest.raises(client.EdfiConnectionError, match="connection 'edfi_x' is not defined"):
         client.resolve("edfi_x", 2027)
+
+
+@pytest.mark.parametrize("entry, message", [
+    ("{name: x, district: '0101', conn_id: e, resources: [grades]}", "unknown resource 'grades'"),
+    ("{name: x, district: '0999', conn_id: e, resources: [schools]}", "unknown district '0999'"),
+    ("{name: x, district: 101, conn_id: e, resources: [schools]}", "must be a quoted district id"),
+    ("{name: x, district: '0101', conn_id: 'bad id', resources: [schools]}", "conn_id 'bad id'"),
+    ("{name: x, district: '0101', conn_id: e, resources: []}", "resources must be a non-empty list"),
+    ("{name: x, district: '0101', conn_id: e, resources: [schools], colour: red}", "unknown field 'colour'"),
+    ("{name: x, district: '0101', conn_id: e, resources: [schools], concurrency: 0}", "concurrency must be"),
+])
+def test_configuration_errors_name_the_field(tmp_path, monkeypatch, entry, message):
+    from campus_sync.edfi import request
+
+    cfg = tmp_path / "campus_sync.yaml"
+    cfg.write_text("state: KY\ncurrent_school_year: 2027\ndistricts:\n  - {id: '0101', name: A}\n"
+                   f"edfi:\n  configurations:\n    - {entry}\n")
+    monkeypatch.setenv("CAMPUS_SYNC_CONFIG", str(cfg))
+    with pytest.raises(request.EdfiConfigError, match=message):
+        request.configurations()
