@@ -50,7 +50,10 @@ def _seed_district(dsn: str, students: int, end_year: int) -> None:
     """Campus rows for N students, generated in SQL (the demo's generator is sized for demos)."""
     import psycopg
 
-    from campus_sync import hierarchy, schema
+    from campus_sync import hierarchy
+    from campus_sync.edfi.resync import _schema
+
+    schema = _schema()
     from campus_sync.edfi import demo_data
 
     with psycopg.connect(dsn) as conn:
@@ -166,7 +169,10 @@ def run(students: int, concurrency: int = 8, dsn: str | None = None, lightbeam: 
         db.dsn.cache_clear()
         import psycopg
 
-        from campus_sync import hierarchy, schema
+        from campus_sync import hierarchy
+    from campus_sync.edfi.resync import _schema
+
+    schema = _schema()
 
         with psycopg.connect(state) as conn:
             schema.ensure_state_schema(conn, hierarchy.load())

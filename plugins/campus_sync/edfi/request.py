@@ -196,9 +196,13 @@ def configuration(name: str) -> EdfiConfiguration:
 
 # ------------------------------------------------------------------ the form
 def school_cache_path(district_id: str) -> Path:
-    from campus_sync import db
+    """Where the district's school names are kept for forms ($CAMPUS_SYNC_HOME, as db.home())."""
+    import os
 
-    return db.home() / "edfi" / f"schools_{district_id}.json"
+    from campus_sync import paths
+
+    home = Path(os.environ.get("CAMPUS_SYNC_HOME", paths.PROJECT_ROOT / ".campus_sync"))
+    return home / "edfi" / f"schools_{district_id}.json"
 
 
 def write_school_cache(district_id: str, schools: list[tuple[int, str]]) -> None:

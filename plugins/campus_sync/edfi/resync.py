@@ -80,6 +80,14 @@ def _tool(name: str):
     raise ModuleNotFoundError(f"campus_sync {name}")
 
 
+def _schema():
+    """The package's DDL module (campus_sync.schema, or campus_sync.engine.schema)."""
+    try:
+        return importlib.import_module("campus_sync.engine.schema")
+    except ModuleNotFoundError:
+        return importlib.import_module("campus_sync.schema")
+
+
 # ------------------------------------------------------------------ connections
 def state_connection():
     from campus_sync import config, db
