@@ -1,4 +1,4 @@
--- History of every resync request (the seeds' DISBatchHistory), in the state database.
+-- History of every resync request (Campus's DISBatchHistory), in the state database.
 -- Idempotent: run on every schema check.
 CREATE SCHEMA IF NOT EXISTS sync;
 

@@ -1,4 +1,4 @@
-"""The request history in the state database (the seeds' DISBatchHistory).
+"""The request history in the state database (Campus's DISBatchHistory).
 
 One `sync.batch` row per request and one `sync.batch_result` row per object and district.
 Statuses: gray while running; green/yellow/red by the error rule; `failed` when the load

@@ -1,4 +1,4 @@
-"""The Sync Request History report of one selective sync (seed 000), as CSV or PDF.
+"""The Sync Request History report of one selective sync, as CSV or PDF.
 
 Both list every requested ID once, under "IDs failed to process at District" (with the reason)
 or "IDs successful", with the district, the object, who requested it and when.
@@ -6,7 +6,7 @@ or "IDs successful", with the district, the object, who requested it and when.
 CSV: one row per ID, every row self-contained (batch, district, object, who, when, ID, result,
 reason and what the reason's code means), so it loads straight into a spreadsheet or a database.
 Times carry their zone (ISO 8601 with offset in the CSV, "UTC" or "+hh:mm" after the time in the PDF).
-PDF: the seed's layout (reportlab): a header with the district and "Page x of y", the request
+PDF: Campus's layout (reportlab): a header with the district and "Page x of y", the request
 sentence, the two ID columns, then the failed IDs with their reasons and the synced IDs, and
 the per-object counts of the request.
 """
@@ -19,7 +19,7 @@ import io
 from pathlib import Path
 
 from campus_sync import reasons
-from campus_sync.selective import format_ts as _seed_ts
+from campus_sync.selective import format_ts as _campus_ts
 
 FAILED = "IDs failed to process at District"
 SUCCESSFUL = "IDs successful"
@@ -47,8 +47,8 @@ def _reason_text(reason: str) -> str:
 
 
 def format_ts(value) -> str:
-    """The seed's style (01/03/2013 10:15:51 AM, local time) followed by the zone: "UTC" or "+hh:mm"."""
-    text = _seed_ts(value)
+    """Campus's style (01/03/2013 10:15:51 AM, local time) followed by the zone: "UTC" or "+hh:mm"."""
+    text = _campus_ts(value)
     if not isinstance(value, dt.datetime) or not text:
         return text
     offset = value.astimezone().utcoffset() or dt.timedelta(0)

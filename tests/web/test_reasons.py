@@ -17,7 +17,7 @@ def emitted_codes() -> set[str]:
     codes: set[str] = set()
     for path in sorted((ROOT / "include" / "sql").rglob("*.sql")):
         text = path.read_text(encoding="utf-8")
-        if "reject_reason" in text:
+        if "reject_reason" in text or "AS problem" in text:  # Campus extracts; Ed-Fi documents
             codes |= set(re.findall(r"THEN\s+'([a-z_:A-Za-z]+)'", text))
     codes |= set(engine.STATE_REASONS)
     return codes
@@ -25,13 +25,17 @@ def emitted_codes() -> set[str]:
 
 def test_the_extracts_emit_the_known_codes():
     found = emitted_codes()
-    # the scan finds the refusals of seed 002's six TestScore requirements and the exclusions
+    # the scan finds the refusals of the six TestScore requirements and the exclusions
     assert {"test_no_state_code", "student_not_enrolled", "state_excluded_calendar", "null_key"} <= found
 
 
 def test_every_emitted_code_has_text():
     missing = sorted(c for c in emitted_codes() if not reasons.describe(c))
     assert missing == [], f"reason codes without plain-language text in campus_sync/reasons.py: {missing}"
+
+
+def test_http_refusals_name_the_status():
+    assert "HTTP 409" in reasons.describe("http_409")
 
 
 def test_parent_missing_names_the_parent():

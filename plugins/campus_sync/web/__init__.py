@@ -1,4 +1,4 @@
-"""The Resync State Data page (seeds 001/002/000) as an Airflow plugin web app.
+"""The Resync State Data page as an Airflow plugin web app.
 
 - `data`: every query the page runs, plain functions over psycopg (tested on PostgreSQL).
 - `rights`: Read / Write / Delete mapped onto Airflow's auth manager (fail closed).

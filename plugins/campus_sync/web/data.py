@@ -22,7 +22,7 @@ from campus_sync.hierarchy import Hierarchy
 # Kinds that count as a "resync" of an object (the Resync view's Last Resync column); a selective
 # sync touches only some records and a verification writes no batch_result rows.
 RESYNC_KINDS = ("full", "partial", "state_request")
-KINDS = ("full", "partial", "state_request", "selective", "verification")
+KINDS = ("full", "partial", "state_request", "selective", "verification", "edfi_resync")
 MAX_PER_PAGE = 200
 MAX_PAGE = 1_000_000  # OFFSET stays far inside bigint; beyond it the page answers 422
 

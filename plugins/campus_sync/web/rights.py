@@ -1,4 +1,4 @@
-"""Tool rights of the Resync State Data page (seed 000/002: Read, Write, Delete), asked of
+"""Tool rights of the Resync State Data page (Read, Write, Delete, as in Campus), asked of
 Airflow's own auth manager for the signed-in user. Fail closed: no user, no right.
 
 - **Read** (see the tools, results, history, reports, verification, alerts): the user may read
@@ -8,8 +8,9 @@ Airflow's own auth manager for the signed-in user. Fail closed: no user, no righ
 - **Unpause** a campus DAG (new DAGs start paused, and a run of a paused DAG waits queued):
   Read, and the user may edit that DAG (`PUT` on the DAG, what Airflow's own pause switch
   needs). Airflow checks it again when the page unpauses through its REST API as the user.
-- **Delete** (Clear History, and confirming a resync's mass deletes): Read, the user may delete runs of every campus DAG, **and** may
-  delete the state database's Airflow connection (`DELETE` on connection `campus_state`): Clear
+- **Delete** (Clear History, and confirming the mass deletes a resync was refused): Read, the
+  user may delete runs of every campus DAG, **and** may delete the state database's Airflow
+  connection (`DELETE` on connection `campus_state`): Clear
   History deletes rows of the state database, so it needs authority over that database, not only
   over DAG runs. With the simple auth manager: viewer reads, user (and op) also writes, op and
   admin also delete (`op` may manage connections); with FAB, whoever holds both permissions.
@@ -96,11 +97,11 @@ def can_edit_dag(user: BaseUser | None, dag_id: str) -> bool:
 def who_can_edit(dag_id: str) -> list[str] | None:
     """The configured users who may unpause `dag_id`, when the auth manager can list its users
     (the simple auth manager); None when it cannot (FAB, Keycloak...: ask an Airflow admin)."""
-    manager = _auth_manager()
-    get_users = getattr(manager, "get_users", None)
-    if get_users is None:
-        return None
     try:
+        manager = _auth_manager()
+        get_users = getattr(manager, "get_users", None)
+        if get_users is None:
+            return None
         users = list(get_users())
         return sorted({u.get_name() for u in users if manager.is_authorized_dag(
             method="PUT", details=DagDetails(id=dag_id, team_name=_team(dag_id)), user=u)})
