@@ -51,10 +51,10 @@ def _seed_district(dsn: str, students: int, end_year: int) -> None:
     import psycopg
 
     from campus_sync import hierarchy
+    from campus_sync.edfi import demo_data
     from campus_sync.edfi.resync import _schema
 
     schema = _schema()
-    from campus_sync.edfi import demo_data
 
     with psycopg.connect(dsn) as conn:
         schema.ensure_district_schema(conn, hierarchy.load())
@@ -170,11 +170,10 @@ def run(students: int, concurrency: int = 8, dsn: str | None = None, lightbeam: 
         import psycopg
 
         from campus_sync import hierarchy
-    from campus_sync.edfi.resync import _schema
-
-    schema = _schema()
+        from campus_sync.edfi.resync import _schema
 
         with psycopg.connect(state) as conn:
+            schema = _schema()
             schema.ensure_state_schema(conn, hierarchy.load())
         rounds = []
         for label in ("first send", "unchanged resync", "1% change"):
