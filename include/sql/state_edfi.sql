@@ -49,3 +49,14 @@ CREATE TABLE IF NOT EXISTS edfi.resync_lock (
     batch_id      bigint NOT NULL,
     PRIMARY KEY (configuration, school_id, resource)
 );
+
+-- The Ed-Fi API token shared by the tasks of resyncs (each Airflow task is a process): an ODS/API
+-- refuses a client more than a few live tokens. A bearer credential valid until expires_at only;
+-- expired rows are removed when a new token is stored.
+CREATE TABLE IF NOT EXISTS edfi.api_token (
+    oauth_url   text NOT NULL,
+    client_key  text NOT NULL,
+    token       text NOT NULL,
+    expires_at  timestamptz NOT NULL,
+    PRIMARY KEY (oauth_url, client_key)
+);

@@ -206,13 +206,21 @@ def test_one_token_serves_a_whole_resync(deployment, make_db, tmp_path, monkeypa
     """An ODS/API refuses a client more than a few live tokens (429): every resource's send shares one."""
     seed_edfi(deployment["districts"]["0101"])
     api = start_fresh_api(make_db, tmp_path, name="t_edfi_resync_tokens", token_limit=2)
+    from campus_sync.edfi import client
+
     try:
         point_connection(monkeypatch, api)
         summary = run_all()
+        client._TOKENS.clear()  # as another process (an Airflow task) would start: the state keeps the token
+        with psycopg.connect(deployment["districts"]["0101"]) as conn:  # something to send
+            conn.execute("UPDATE campus.school SET name = name || ' Renamed'")
+        again = run_all()
     finally:
         api.stop()
     assert summary["status"] == "complete", summary
     assert summary["http"].get("tokens") == 1, summary["http"]
+    assert again["status"] == "complete" and by_resource(again)["schools"]["updated"] == 3
+    assert "tokens" not in again["http"] and again["http"]["tokens_reused"] >= 1, again["http"]
 
 
 def test_person_updates_follow_their_authorizing_association(edfi):

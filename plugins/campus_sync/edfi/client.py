@@ -19,6 +19,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
@@ -208,6 +209,9 @@ class Client:
     timeout: float = 60.0
     renewals: int = 20  # new tokens one request may ask for after 401s (each 401 revokes the shared token)
     stats: Counter = field(default_factory=Counter)
+    # Shares the token beyond this process (each Airflow task is a process): an object with
+    # get(oauth_url, key) -> (token, expires at, epoch seconds) | None and put(oauth_url, key, token, expires).
+    token_store: Any = None
 
     async def __aenter__(self) -> Client:
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
@@ -240,6 +244,13 @@ class Client:
             if shared and shared[0] != stale and time.monotonic() < shared[1]:
                 self._token, self._expires = shared
                 return self._token
+            if self.token_store is not None:
+                stored = await asyncio.to_thread(self.token_store.get, self.api.oauth_url, self.api.key)
+                if stored and stored[0] != stale and stored[1] > time.time():
+                    self._token, self._expires = stored[0], time.monotonic() + (stored[1] - time.time())
+                    _TOKENS[(self.api.oauth_url, self.api.key)] = (self._token, self._expires)
+                    self.stats["tokens_reused"] += 1
+                    return self._token
             response = None
             for attempt in range(self.retries + 1):
                 try:
@@ -256,6 +267,9 @@ class Client:
                     # renew at 90 % of the lifetime (at least 2 s early)
                     self._expires = time.monotonic() + max(0.5, min(ttl * 0.9, ttl - 2))
                     _TOKENS[(self.api.oauth_url, self.api.key)] = (self._token, self._expires)
+                    if self.token_store is not None:
+                        await asyncio.to_thread(self.token_store.put, self.api.oauth_url, self.api.key, self._token,
+                                                time.time() + (self._expires - time.monotonic()))
                     self.stats["tokens"] += 1
                     return self._token
                 if response.status_code in RETRY_STATUSES:

@@ -70,22 +70,13 @@ class EdfiResyncBusy(EdfiRequestError):
 
 
 def _tool(name: str):
-    """A module of the package's tools (history, liveness) wherever the package keeps it."""
-    for path in (f"campus_sync.tools.{name}", f"campus_sync.{name}"):
-        try:
-            return importlib.import_module(path)
-        except ModuleNotFoundError as exc:
-            if exc.name not in (path, path.rsplit(".", 1)[0]):
-                raise
-    raise ModuleNotFoundError(f"campus_sync {name}")
+    """A module of the Campus tools (history, liveness), imported when a task runs, not at parse."""
+    return importlib.import_module(f"campus_sync.tools.{name}")
 
 
 def _schema():
-    """The package's DDL module (campus_sync.schema, or campus_sync.engine.schema)."""
-    try:
-        return importlib.import_module("campus_sync.engine.schema")
-    except ModuleNotFoundError:
-        return importlib.import_module("campus_sync.schema")
+    """The state DDL module, imported when needed (it pulls in psycopg)."""
+    return importlib.import_module("campus_sync.engine.schema")
 
 
 # ------------------------------------------------------------------ connections
@@ -116,6 +107,30 @@ def ensure_state(conn) -> None:
     conn.execute((paths.sql_dir() / "state_edfi.sql").read_text(encoding="utf-8"))
     conn.commit()
     _ENSURED.add(where)
+
+
+class StateTokenStore:
+    """The API token shared by every task of every resync of one API and key, in the state
+    database (edfi.api_token): an ODS/API refuses a client more than a few live tokens, and each
+    Airflow task is a process of its own. A token is a bearer credential for at most its lifetime
+    (ODS/API: 30 to 60 minutes), kept beside the data it gives access to, never in files or logs."""
+
+    def get(self, oauth_url: str, key: str):
+        with state_connection() as conn:
+            ensure_state(conn)
+            row = conn.execute("SELECT token, extract(epoch FROM expires_at) FROM edfi.api_token"
+                               " WHERE oauth_url = %s AND client_key = %s AND expires_at > now()",
+                               (oauth_url, key)).fetchone()
+        return (row[0], float(row[1])) if row else None
+
+    def put(self, oauth_url: str, key: str, token: str, expires: float) -> None:
+        with state_connection() as conn:
+            ensure_state(conn)
+            conn.execute("""INSERT INTO edfi.api_token (oauth_url, client_key, token, expires_at)
+                            VALUES (%s, %s, %s, to_timestamp(%s))
+                            ON CONFLICT (oauth_url, client_key) DO UPDATE SET token = EXCLUDED.token,
+                                expires_at = EXCLUDED.expires_at""", (oauth_url, key, token, expires))
+            conn.execute("DELETE FROM edfi.api_token WHERE expires_at < now()")
 
 
 def api_of(conf: EdfiConfiguration, school_year: int):
@@ -345,7 +360,7 @@ async def _send_documents(api, conf: EdfiConfiguration, resource: str, work: lis
         else:
             run.fail("post", key, source, f"http_{r.status_code}", r.status_code, http.problem_message(r))
 
-    async with http.Client(api, concurrency=conf.concurrency) as c:
+    async with http.Client(api, concurrency=conf.concurrency, token_store=StateTokenStore()) as c:
         await asyncio.gather(*(one(*item) for item in work))
     run.http.update(c.stats)
 
@@ -525,7 +540,8 @@ def delete_resource(batch_id: int, request: EdfiRequest, resource: str) -> dict:
             c_stats: Counter = Counter()
 
             async def go() -> None:
-                async with http.Client(api, concurrency=conf.concurrency, stats=c_stats) as c:
+                async with http.Client(api, concurrency=conf.concurrency, stats=c_stats,
+                                       token_store=StateTokenStore()) as c:
                     async def one(key: str, source: str, api_id: str | None) -> None:
                         if not api_id:
                             run.fail("delete", key, source, "no_api_id", None, "the send log has no id for it")
