@@ -16,7 +16,10 @@ RUN pip install --no-cache-dir -c /opt/campus-sync/constraints.txt \
         "pandas==3.1.1" \
         "numpy==2.4.6" \
         "PyYAML==6.0.3" \
-        "reportlab==5.1.0"
+        "reportlab==5.1.0" \
+        "httpx==0.28.1" \
+        "msgspec==0.22.0" \
+        "uvicorn==0.54.0"
 
 # The project itself, baked in: DAGs, the package and the page (plugins/), the hierarchy, SQL and
 # deployment configurations (include/). docker-compose.yaml bind-mounts the same folders over

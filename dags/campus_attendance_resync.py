@@ -15,13 +15,14 @@ Trigger it with the defaults for every district, or pick some:
 
 `make dag DAG=campus_attendance_resync` or `make dag DAG=campus_attendance_resync CONF='{"districts": ["NV02"]}'`.
 Not defined for deployments whose state syncs neither object (e.g. KY). Thin on purpose: see
-plugins/campus_sync/dagbuild.py and attendance.py.
+plugins/campus_sync/orchestration/dagbuild.py and tools/attendance.py.
 """
 
 from airflow.sdk import Param
 
-from campus_sync import attendance, config, hierarchy
-from campus_sync.dagbuild import build_resync_dag, confirm_deletes_param, district_param
+from campus_sync import config, hierarchy
+from campus_sync.tools import attendance
+from campus_sync.orchestration.dagbuild import build_resync_dag, confirm_deletes_param, district_param
 
 _cfg = config.load()
 _graph = hierarchy.load()

@@ -4,7 +4,7 @@ Thin on purpose: the hierarchy, the engine and the DAG shape live in plugins/cam
 """
 
 from campus_sync import config, hierarchy
-from campus_sync.dagbuild import build_resync_dag, confirm_deletes_param, district_param
+from campus_sync.orchestration.dagbuild import build_resync_dag, confirm_deletes_param, district_param
 
 _cfg = config.load()
 _graph = hierarchy.load()

@@ -13,13 +13,13 @@ CONF='{"objects": ["TestScore"], "check_dependencies": true}'`.
 - **requested_by**: `state` records a `state_request` batch and raises a "State Resync Requested"
   process alert (Vertical Interoperability) for each district (`campus-sync alerts`).
 
-Objects outside the request's plan skip. Thin on purpose: see plugins/campus_sync/dagbuild.py.
+Objects outside the request's plan skip. Thin on purpose: see plugins/campus_sync/orchestration/dagbuild.py.
 """
 
 from airflow.sdk import Param
 
 from campus_sync import config, hierarchy
-from campus_sync.dagbuild import build_resync_dag, confirm_deletes_param, district_param
+from campus_sync.orchestration.dagbuild import build_resync_dag, confirm_deletes_param, district_param
 
 _cfg = config.load()
 _graph = hierarchy.load()

@@ -7,9 +7,9 @@ each object in one transaction, with the same engine as the full resync. IDs tha
 nothing change nothing and are reported as failed. History: `campus-sync history`; per-ID
 report: `campus-sync report BATCH_ID --format pdf -o report.pdf`.
 
-Thin on purpose: the DAG shape lives in plugins/campus_sync/selective_dags.py.
+Thin on purpose: the DAG shape lives in plugins/campus_sync/orchestration/selective_dags.py.
 """
 
-from campus_sync.selective_dags import build_selective_dag
+from campus_sync.orchestration.selective_dags import build_selective_dag
 
 dag = build_selective_dag("campus_selective_sync", doc_md=__doc__)

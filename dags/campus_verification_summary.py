@@ -6,9 +6,9 @@ district's overall accuracy; rows the state refuses by rule are not expected the
 `heal` param, mismatched PersonIdentity/Enrollment records are resynced by selective sync and
 the summary is computed again. Show the latest: `campus-sync verify --latest`.
 
-Thin on purpose: the DAG shape lives in plugins/campus_sync/selective_dags.py.
+Thin on purpose: the DAG shape lives in plugins/campus_sync/orchestration/selective_dags.py.
 """
 
-from campus_sync.selective_dags import build_verification_dag
+from campus_sync.orchestration.selective_dags import build_verification_dag
 
 dag = build_verification_dag("campus_verification_summary", doc_md=__doc__)

@@ -120,7 +120,9 @@ def deployment(make_db, graph, monkeypatch):
     """
     import psycopg
 
-    from campus_sync import config, db, demo, schema
+    from campus_sync import config, db
+    from campus_sync.demo import data as demo
+    from campus_sync.engine import schema
 
     cfg = config.load()
     out = {"config": cfg, "state": make_db("t_campus_state"), "districts": {}, "counts": {}}
@@ -141,7 +143,7 @@ def deployment(make_db, graph, monkeypatch):
 @pytest.fixture(scope="session")
 def airflow_db():
     """Migrate the session's Airflow metadata DB once (SQLite, ~4 s)."""
-    from campus_sync import runner
+    from campus_sync.orchestration import runner
 
     runner.prepare(Path(os.environ["AIRFLOW_HOME"]))
     return True

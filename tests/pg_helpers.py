@@ -22,7 +22,7 @@ def one_object_deployment(server_dsn: str, root, name: str, yaml_text: str, extr
     import psycopg
     from psycopg import sql
 
-    from campus_sync import schema
+    from campus_sync.engine import schema
     from campus_sync.hierarchy import compile_path
 
     (root / "hierarchy").mkdir()

@@ -44,7 +44,7 @@ CREATE TABLE IF NOT EXISTS sync.batch_result (
 );
 CREATE INDEX IF NOT EXISTS batch_result_last_idx ON sync.batch_result (district_id, object, started_at DESC);
 
--- Who runs a request, so a dead run's batch is closed as abandoned (plugins/campus_sync/liveness.py):
+-- Who runs a request, so a dead run's batch is closed as abandoned (plugins/campus_sync/tools/liveness.py):
 -- {"backend_pid", "backend_start", "host", "pid"} for a one-process run, {"dag_id", "run_id"} for
 -- an Airflow DAG run. Status also takes 'abandoned'.
 ALTER TABLE sync.batch ADD COLUMN IF NOT EXISTS owner jsonb;

@@ -1,6 +1,6 @@
 -- Verification Summary: district vs state, per district and object, kept so the
 -- latest summary can be shown without recomputing. Idempotent: run on every schema check.
--- Definitions (plugins/campus_sync/verify.py):
+-- Definitions (plugins/campus_sync/tools/verify.py):
 --   at_district   rows the object's extract returns for the district (current school year for
 --                 objects tied to one), including rows the state refuses
 --   refused       of those, rows the state refuses by rule (the extract's reject_reason), rows

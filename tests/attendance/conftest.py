@@ -28,7 +28,9 @@ def nv_config(tmp_path, monkeypatch):
 
 @pytest.fixture
 def nv(nv_config, make_db, graph, monkeypatch):
-    from campus_sync import db, demo, schema
+    from campus_sync import db
+    from campus_sync.demo import data as demo
+    from campus_sync.engine import schema
 
     cfg = nv_config
     out = {"config": cfg, "state": make_db("t_att_state"), "districts": {}, "counts": {}}

@@ -12,8 +12,10 @@ import psycopg
 import pytest
 from attendance_helpers import NV_DISTRICTS, YEAR
 
-from campus_sync import alerts, attendance, history
-from campus_sync.runner import get_dag, run_dag
+from campus_sync.tools import alerts
+from campus_sync.tools import attendance
+from campus_sync.tools import history
+from campus_sync.orchestration.runner import get_dag, run_dag
 
 pytestmark = [pytest.mark.airflow, pytest.mark.db]
 KY_CONFIG = os.environ["CAMPUS_SYNC_CONFIG"]  # the session's test configuration (tests/conftest.py)

@@ -8,7 +8,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from campus_sync import attendance, config, demo, engine
+from campus_sync import config
+from campus_sync.tools import attendance
+from campus_sync.demo import data as demo
+from campus_sync.engine import sync as engine
 
 pytestmark = pytest.mark.db
 

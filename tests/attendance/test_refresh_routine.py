@@ -10,7 +10,8 @@ import psycopg
 import pytest
 from attendance_helpers import YEAR
 
-from campus_sync import attendance, config
+from campus_sync import config
+from campus_sync.tools import attendance
 
 pytestmark = pytest.mark.db
 AGG = ("SELECT aggregationid, minutespresent, minutesabsent, excuseid FROM campus.attdayaggregation "

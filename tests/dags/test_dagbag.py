@@ -87,7 +87,8 @@ def test_districts_field_shows_labels_and_sends_ids(dagbag):
     from airflow.sdk.exceptions import ParamValidationError
     from airflow.serialization.serialized_objects import DagSerialization
 
-    from campus_sync import config, requests
+    from campus_sync import config
+    from campus_sync.tools import requests
 
     cfg = config.load()
     labels = {"0101": "0101 Abbott Independent", "0102": "0102 Campus County Public Schools"}
@@ -109,7 +110,7 @@ def test_bench_floor_dag_has_the_full_resyncs_shape(dagbag, tmp_path):
     """`bench airflow --floor` measures Airflow's own per-task cost on a DAG of the same shape."""
     from airflow.dag_processing.dagbag import DagBag
 
-    from campus_sync import bench_airflow
+    from campus_sync.bench import airflow_tasks as bench_airflow
 
     bench_airflow.floor_dags_folder(tmp_path / "dags", os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     bag = DagBag(dag_folder=str(tmp_path / "dags"))

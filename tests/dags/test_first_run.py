@@ -12,7 +12,7 @@ pytestmark = [pytest.mark.airflow]
 def test_first_unpause_waits_for_the_next_slot(airflow_db):
     from airflow.serialization.serialized_objects import DagSerialization
 
-    from campus_sync import runner
+    from campus_sync.orchestration import runner
 
     dag = runner.get_dag("campus_full_resync")
     # a start_date would make catchup=False schedule the most recent past slot at once

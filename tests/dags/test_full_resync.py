@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from campus_sync import runner
+from campus_sync.orchestration import runner
 
 pytestmark = [pytest.mark.airflow, pytest.mark.db]
 

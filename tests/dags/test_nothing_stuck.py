@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from campus_sync import runner
+from campus_sync.orchestration import runner
 
 pytestmark = [pytest.mark.airflow, pytest.mark.db]
 CLI = [sys.executable, "-c", "import sys; from campus_sync.cli import main; sys.exit(main())"]
@@ -61,7 +61,8 @@ def test_a_killed_run_is_shown_abandoned_and_can_be_cleared(airflow_db, deployme
 
 def test_a_live_run_is_not_reaped(airflow_db, deployment):
     """The owner session of a running process keeps its batch running."""
-    from campus_sync import history, liveness
+    from campus_sync.tools import history
+    from campus_sync.tools import liveness
 
     with runner.owner_session(), psycopg.connect(deployment["state"]) as conn:
         batch = history.create_batch(conn, kind="partial", requested_by="t", school_year="current", end_year=2027,

@@ -16,8 +16,11 @@ import json
 import psycopg
 import pytest
 
-from campus_sync import alerts, history, requests, tasks
-from campus_sync.runner import run_dag
+from campus_sync.tools import alerts
+from campus_sync.tools import history
+from campus_sync.tools import requests
+from campus_sync.orchestration import tasks
+from campus_sync.orchestration.runner import run_dag
 
 pytestmark = [pytest.mark.db]
 DAG_ID = "campus_partial_resync"
@@ -103,7 +106,7 @@ def cli_json(capsys, *args: str) -> dict:
 # ----------------------------------------------------------------- the DAG itself
 @pytest.mark.airflow
 def test_dag_form_and_shape(airflow_db, graph):
-    from campus_sync.runner import get_dag
+    from campus_sync.orchestration.runner import get_dag
 
     dag = get_dag(DAG_ID)
     assert dag.schedule is None and "Airflow" in (dag.doc_md or "")
@@ -149,7 +152,7 @@ def test_param_schema_refuses_bad_input(deployment, airflow_db):
     from airflow.sdk.exceptions import ParamValidationError
     from airflow.serialization.serialized_objects import DagSerialization
 
-    from campus_sync.runner import get_dag
+    from campus_sync.orchestration.runner import get_dag
 
     state = deployment["state"]
     before = state_snapshot(state)

@@ -7,7 +7,10 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from campus_sync import history, liveness, runner, tasks
+from campus_sync.tools import history
+from campus_sync.tools import liveness
+from campus_sync.orchestration import runner
+from campus_sync.orchestration import tasks
 
 pytestmark = [pytest.mark.airflow, pytest.mark.db]
 DAG_ID = "campus_partial_resync"

@@ -7,7 +7,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from campus_sync import engine
+from campus_sync.engine import sync as engine
 
 pytestmark = pytest.mark.db
 YEAR = 2027

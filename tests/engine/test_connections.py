@@ -7,7 +7,8 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from campus_sync import connections, engine
+from campus_sync.engine import connections
+from campus_sync.engine import sync as engine
 from pg_helpers import one_object_deployment
 
 pytestmark = pytest.mark.db

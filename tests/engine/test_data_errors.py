@@ -8,7 +8,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from campus_sync import engine
+from campus_sync.engine import sync as engine
 
 from pg_helpers import one_object_deployment
 from test_engine import rows, snapshot, sync

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from campus_sync import demo, engine
+from campus_sync.demo import data as demo
+from campus_sync.engine import sync as engine
 
 from test_engine import YEAR, sync, sync_all
 

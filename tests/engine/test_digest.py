@@ -7,7 +7,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from campus_sync import digest
+from campus_sync.engine import digest
 
 from test_engine import rows, snapshot, sync, sync_all
 
@@ -123,7 +123,7 @@ def test_first_load_without_parent_keys_streams_straight_in(graph, deployment):
 @pytest.mark.parametrize("first_load", [True, False])
 def test_broken_extract_names_its_file(graph, deployment, first_load):
     """Whether the district is first read by the digest (resync) or by the copy (first load)."""
-    from campus_sync import engine
+    from campus_sync.engine import sync as engine
 
     if not first_load:
         sync_all(graph, deployment)
@@ -142,7 +142,7 @@ def test_broken_extract_names_its_file(graph, deployment, first_load):
 ])
 def test_a_one_column_key_hash_equals_hash_record_extended(server_dsn, typ, values):
     """key_hash_expr computes a one-column key's hash directly: same values, so the same buckets."""
-    from campus_sync import digest
+    from campus_sync.engine import digest
     from campus_sync.hierarchy.model import ObjectSpec
 
     spec = ObjectSpec(name="K", description="", parents=(), key=("k",), columns=(("k", typ),))

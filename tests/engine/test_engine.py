@@ -8,7 +8,7 @@ import time
 import psycopg
 import pytest
 
-from campus_sync import engine
+from campus_sync.engine import sync as engine
 
 pytestmark = pytest.mark.db
 YEAR = 2027

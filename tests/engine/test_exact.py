@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from campus_sync import engine
+from campus_sync.engine import sync as engine
 from pg_helpers import one_object_deployment
 
 pytestmark = pytest.mark.db

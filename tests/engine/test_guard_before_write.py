@@ -11,7 +11,8 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from campus_sync import digest, engine
+from campus_sync.engine import digest
+from campus_sync.engine import sync as engine
 from campus_sync.web import data
 
 from test_engine import rows, snapshot, sync

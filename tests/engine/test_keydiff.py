@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from campus_sync import engine, keydiff
+from campus_sync.engine import sync as engine
+from campus_sync.engine import keydiff
 from pg_helpers import one_object_deployment
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from campus_sync import engine
+from campus_sync.engine import sync as engine
 from pg_helpers import one_object_deployment
 
 pytestmark = pytest.mark.db

@@ -10,7 +10,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from campus_sync import engine
+from campus_sync.engine import sync as engine
 
 from test_engine import YEAR, rows, snapshot, sync
 
@@ -29,7 +29,7 @@ def count(dsn, table, district="0101"):
 
 def test_employment_fte_null_to_nan_and_scale_are_carried(graph, deployment):
     """The issue's reproduction on demo data; verification uses the same definition."""
-    from campus_sync import verify
+    from campus_sync.tools import verify
 
     sync_plan(graph, deployment, ["EmploymentAssignment"])
     d = deployment["districts"]["0101"]

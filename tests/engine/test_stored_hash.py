@@ -6,7 +6,8 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from campus_sync import engine, schema
+from campus_sync.engine import sync as engine
+from campus_sync.engine import schema
 from pg_helpers import one_object_deployment
 
 pytestmark = pytest.mark.db
@@ -38,7 +39,7 @@ def sync(p):
 
 def test_the_stored_hash_equals_the_districts_hash_of_the_same_row(fee):
     sync(fee)
-    from campus_sync import digest
+    from campus_sync.engine import digest
 
     spec = fee["graph"].spec("Fee")
     with psycopg.connect(fee["district"]) as conn:

@@ -24,7 +24,9 @@ def live_deployment(server_dsn, graph) -> dict:
     """Fresh state + districts for the live Airflow (prefix `live_`); 0101 seeded small."""
     import psycopg
 
-    from campus_sync import config, demo, schema
+    from campus_sync import config
+    from campus_sync.demo import data as demo
+    from campus_sync.engine import schema
 
     cfg = config.load()
     out: dict = {"databases": {}, "seeded": {}, "env": {}}

@@ -18,7 +18,7 @@ class LiveAirflow:
     username: str
     password: str
     home: Path
-    deployment: object  # campus_sync.airflow_local.LocalAirflow
+    deployment: object  # campus_sync.orchestration.local_airflow.LocalAirflow
     databases: dict[str, str] = field(default_factory=dict)  # "state" / district id -> libpq URI
     seeded: dict[str, dict[str, int]] = field(default_factory=dict)  # district id -> object -> rows
     _token: tuple[float, str] | None = None
@@ -109,7 +109,7 @@ def _fresh_db(server_dsn: str, name: str) -> str:
 
 def start_live(home: Path, live_deployment: dict, **kwargs) -> tuple[object, float]:
     """Start a LocalAirflow on free loopback ports; returns it and the seconds it took."""
-    from campus_sync.airflow_local import AirflowStartError, LocalAirflow, free_port
+    from campus_sync.orchestration.local_airflow import AirflowStartError, LocalAirflow, free_port
 
     af = LocalAirflow(home=home, port=free_port(), host="127.0.0.1", log_ports=(free_port(), free_port()),
                       meta_db=f"live_meta_{home.name}".lower().replace("-", "_"),

@@ -28,7 +28,7 @@ def celery_airflow(tmp_path_factory, live_deployment):
         if os.environ.get("CI"):
             pytest.fail("redis-server missing in CI: .ci/run installs it (apt-get install -y redis-server)")
         pytest.skip("redis-server is not installed (apt-get install -y redis-server)")
-    from campus_sync.airflow_local import free_port
+    from campus_sync.orchestration.local_airflow import free_port
 
     home = tmp_path_factory.mktemp("airflow_celery")
     af, seconds = start_live(home, live_deployment, executor="CeleryExecutor", redis_port=free_port(),

@@ -15,7 +15,7 @@ DAG_ID = "campus_partial_resync"
 
 
 def test_partial_resync_skips_unplanned_objects_in_the_scheduler(live_airflow, graph):
-    from campus_sync import bench_airflow
+    from campus_sync.bench import airflow_tasks as bench_airflow
 
     live_airflow.wait_dag(DAG_ID)
     live_airflow.unpause(DAG_ID)
@@ -69,7 +69,8 @@ def test_a_refused_non_leaf_object_fails_the_request_after_every_object(live_air
     import psycopg
     from psycopg import sql
 
-    from campus_sync import config, demo
+    from campus_sync import config
+    from campus_sync.demo import data as demo
     from live_helpers import LIVE_STUDENTS
 
     cfg = config.load()

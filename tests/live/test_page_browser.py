@@ -398,7 +398,7 @@ def test_verification_shows_100_percent_after_the_demo(admin):
 
 def test_process_alerts_tab_never_shows_objects(admin, page_airflow):
     """A state request's alert (written by the same function the DAG's first task calls)."""
-    from campus_sync import alerts
+    from campus_sync.tools import alerts
 
     with psycopg.connect(page_airflow.state_dsn) as conn:
         alerts.add_state_resync_requested(conn, [page_airflow.district], end_year=2027,

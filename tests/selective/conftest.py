@@ -17,7 +17,10 @@ import pytest
 from psycopg import sql
 from selective_helpers import DISTRICT, YEAR, q
 
-from campus_sync import config, db, demo, engine, schema
+from campus_sync import config, db
+from campus_sync.demo import data as demo
+from campus_sync.engine import sync as engine
+from campus_sync.engine import schema
 
 
 def _dsn(server_dsn: str, database: str) -> str:

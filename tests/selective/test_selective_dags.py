@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from selective_helpers import DISTRICT, execute, q
 
-from campus_sync import runner
+from campus_sync.orchestration import runner
 
 pytestmark = [pytest.mark.airflow, pytest.mark.db]
 

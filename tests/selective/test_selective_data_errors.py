@@ -8,7 +8,7 @@ import psycopg
 import pytest
 from selective_helpers import DISTRICT, q
 
-from campus_sync import selective
+from campus_sync.tools import selective
 
 pytestmark = pytest.mark.db
 

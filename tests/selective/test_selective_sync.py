@@ -15,7 +15,8 @@ import psycopg
 import pytest
 from selective_helpers import DISTRICT, YEAR, all_rows, copy_row_with_key, execute, q, rows_by_key
 
-from campus_sync import cli, selective
+from campus_sync import cli
+from campus_sync.tools import selective
 
 pytestmark = pytest.mark.db
 

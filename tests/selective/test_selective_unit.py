@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from campus_sync import config, selective, verify
-from campus_sync.selective import SelectiveError
+from campus_sync import config
+from campus_sync.tools import selective
+from campus_sync.tools import verify
+from campus_sync.tools.selective import SelectiveError
 
 
 @pytest.mark.parametrize("raw, keys", [
@@ -112,7 +114,7 @@ def test_trigger_form_schema():
     """The DAG's Param schema refuses at trigger time what it can express."""
     from airflow.sdk.exceptions import ParamValidationError
 
-    from campus_sync.selective_dags import selective_params
+    from campus_sync.orchestration.selective_dags import selective_params
 
     params = selective_params()
     ids = params["ids"]

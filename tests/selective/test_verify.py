@@ -8,7 +8,8 @@ import psycopg
 import pytest
 from selective_helpers import DISTRICT, YEAR, all_rows, copy_row_with_key, execute, q
 
-from campus_sync import cli, verify
+from campus_sync import cli
+from campus_sync.tools import verify
 
 pytestmark = pytest.mark.db
 EXTRA_PERSON = 77_777_777
@@ -146,7 +147,7 @@ def _add_null_key_row(dsn: str, spec) -> None:
 def test_a_null_key_at_the_district_is_refused_as_the_sync_refuses_it(synced, graph, name, capsys):
     """The sync refuses a NULL-keyed row as `null_key`; the verification counts it as refused
     (not expected at the state), for the district and through the CLI, and heals nothing."""
-    from campus_sync import engine
+    from campus_sync.engine import sync as engine
 
     spec = graph.spec(name)
     _add_null_key_row(synced["districts"][DISTRICT], spec)
@@ -172,7 +173,7 @@ def test_a_duplicated_key_at_the_district_is_refused_as_the_sync_refuses_it(sync
     with psycopg.connect(synced["districts"][DISTRICT]) as conn:
         _drop_primary_key(conn, spec)
         conn.execute("INSERT INTO campus.behavior SELECT * FROM campus.behavior ORDER BY behaviorid LIMIT 1")
-    from campus_sync import engine
+    from campus_sync.engine import sync as engine
 
     (result,) = engine.sync_objects(graph, [spec.name], district_id=DISTRICT,
                                     source_dsn=synced["districts"][DISTRICT], state_dsn=synced["state"],

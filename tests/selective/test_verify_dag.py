@@ -7,7 +7,8 @@ import psycopg
 import pytest
 from selective_helpers import DISTRICT, YEAR, execute, q
 
-from campus_sync import engine, runner
+from campus_sync.engine import sync as engine
+from campus_sync.orchestration import runner
 
 pytestmark = [pytest.mark.airflow, pytest.mark.db]
 

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from campus_sync.airflow_local import LocalAirflow, _alive, _group_has_live
+from campus_sync.orchestration.local_airflow import LocalAirflow, _alive, _group_has_live
 
 
 @pytest.mark.db
@@ -116,7 +116,7 @@ def test_a_component_that_dies_while_coming_up_is_restarted_and_logged(tmp_path)
 
 
 def test_a_component_that_keeps_dying_is_an_error_naming_its_exit_status(tmp_path):
-    from campus_sync.airflow_local import AirflowStartError
+    from campus_sync.orchestration.local_airflow import AirflowStartError
 
     af = _fake(tmp_path, dies=5)
     try:
@@ -175,7 +175,7 @@ class _TreeAirflow(_FakeAirflow):
 def tree_airflow(tmp_path):
     """A _TreeAirflow on free ports; whatever its schedulers started is killed at the end even
     when the test fails, so a failing run leaves no sleeper behind."""
-    from campus_sync.airflow_local import free_port
+    from campus_sync.orchestration.local_airflow import free_port
 
     af = _TreeAirflow(home=tmp_path, port=free_port())
     af.log_port = free_port()
@@ -253,7 +253,7 @@ def test_stop_finds_processes_of_a_component_that_died_before(tree_airflow):
 def test_airflow_stop_fails_naming_a_process_that_survives(tree_airflow, monkeypatch, capsys):
     """A process the stop cannot signal (a task run as another user gets EPERM): `campus-sync
     airflow stop` exits 1 naming it and keeps its pid file; the next stop ends it."""
-    from campus_sync import airflow_local
+    from campus_sync.orchestration import local_airflow as airflow_local
     from campus_sync.cli import main
 
     af = tree_airflow
@@ -280,7 +280,7 @@ def test_airflow_stop_fails_naming_a_process_that_survives(tree_airflow, monkeyp
 def test_the_shells_airflow_settings_win_except_the_required_few(tmp_path, monkeypatch):
     """A colleague's viewer login, a scheduler setting, secrets: what the user exports is what
     the components get. Only REQUIRED_SETTINGS are ours, whatever the shell says."""
-    from campus_sync.airflow_local import REQUIRED_SETTINGS
+    from campus_sync.orchestration.local_airflow import REQUIRED_SETTINGS
 
     exported = {
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,ana:viewer,raj:user",
@@ -331,7 +331,7 @@ def test_summary_lists_every_login_with_its_role_and_password(tmp_path):
 
 
 def test_overridden_settings_have_a_hint_or_the_constants_name():
-    from campus_sync.airflow_local import REQUIRED_SETTINGS
+    from campus_sync.orchestration.local_airflow import REQUIRED_SETTINGS
     from campus_sync.cli.airflow_cmd import OVERRIDE_HINTS
 
     assert set(OVERRIDE_HINTS) <= REQUIRED_SETTINGS

@@ -9,8 +9,8 @@ import subprocess
 import sys
 
 from campus_sync import paths
-from campus_sync.airflow_local import LocalAirflow
-from campus_sync.airflow_policy import dag_policy
+from campus_sync.orchestration.local_airflow import LocalAirflow
+from campus_sync.orchestration.airflow_policy import dag_policy
 
 
 def _dag(dag_id: str, schedule, fileloc, **kwargs):

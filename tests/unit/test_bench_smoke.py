@@ -19,9 +19,10 @@ DISTRICT_KEYS = {"district_first_load_s", "district_unchanged_resync_s", "distri
 
 @pytest.mark.db
 def test_bench_2000_rows(make_db, monkeypatch, request):
-    from campus_sync import bench, db
+    from campus_sync import db
 
     # Fresh databases on the test server (embedded, or CAMPUS_SYNC_TEST_DSN), found the way
+    from campus_sync.bench import engine_load as bench
     # production finds them: through AIRFLOW_CONN_* under the bench's connection ids.
     for conn_id in (bench.DISTRICT_CONN, bench.STATE_CONN):
         monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", make_db(f"t_{conn_id}"))
@@ -52,7 +53,8 @@ def test_bench_2000_rows(make_db, monkeypatch, request):
 def test_bench_district_small(make_db, monkeypatch, request):
     """`campus-sync bench district` on a 30-student demo district: every enabled object loads,
     the unchanged resync writes nothing, and the figures exist."""
-    from campus_sync import bench_district, db
+    from campus_sync import db
+    from campus_sync.bench import district as bench_district
 
     for conn_id in (bench_district.DISTRICT_CONN, bench_district.STATE_CONN):
         monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", make_db(f"t_{conn_id}"))

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from campus_sync import demo, paths
+from campus_sync import paths
+from campus_sync.demo import data as demo
 from campus_sync.config import District
 from campus_sync.hierarchy import compile_path
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from campus_sync.airflow_local import _alive
+from campus_sync.orchestration.local_airflow import _alive
 
 pytestmark = pytest.mark.db
 

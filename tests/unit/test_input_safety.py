@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from campus_sync import config, db, requests
+from campus_sync import config, db
+from campus_sync.tools import requests
 from campus_sync.cli import main
 from campus_sync.hierarchy import HierarchyError, compile_path
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = ("psycopg", "pgserver", "pandas", "reportlab", "campus_sync.engine", "campus_sync.db")
+HEAVY = ("psycopg", "pgserver", "pandas", "reportlab", "campus_sync.engine.sync", "campus_sync.db")
 
 PROBE = """
 import importlib.util, json, sys

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from campus_sync import config, requests
-from campus_sync.requests import RequestError
+from campus_sync import config
+from campus_sync.tools import requests
+from campus_sync.tools.requests import RequestError
 
 ANCESTORS_OF_TESTSCORE = ["District", "School", "Calendar", "ScheduleStructure", "PersonIdentity", "Test"]
 

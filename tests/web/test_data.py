@@ -12,7 +12,9 @@ import io
 import psycopg
 import pytest
 
-from campus_sync import history, tasks, verify
+from campus_sync.tools import history
+from campus_sync.orchestration import tasks
+from campus_sync.tools import verify
 from campus_sync.web import data
 
 pytestmark = pytest.mark.db

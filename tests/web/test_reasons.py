@@ -1,12 +1,14 @@
 """Every refusal reason the engine, the extracts and selective sync emit has plain-language text
-(campus_sync.reasons), so the page and the reports never show a bare code."""
+(campus_sync.tools.reasons), so the page and the reports never show a bare code."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from campus_sync import engine, reasons, selective
+from campus_sync.engine import sync as engine
+from campus_sync.tools import reasons
+from campus_sync.tools import selective
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,7 +33,7 @@ def test_the_extracts_emit_the_known_codes():
 
 def test_every_emitted_code_has_text():
     missing = sorted(c for c in emitted_codes() if not reasons.describe(c))
-    assert missing == [], f"reason codes without plain-language text in campus_sync/reasons.py: {missing}"
+    assert missing == [], f"reason codes without plain-language text in campus_sync/tools/reasons.py: {missing}"
 
 
 def test_http_refusals_name_the_status():

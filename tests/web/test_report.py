@@ -6,7 +6,7 @@ import csv
 import datetime as dt
 import io
 
-from campus_sync import report
+from campus_sync.tools import report
 
 
 def _data() -> dict:

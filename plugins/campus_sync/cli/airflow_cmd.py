@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _deployment(args: argparse.Namespace):
     from pathlib import Path
 
-    from campus_sync.airflow_local import LocalAirflow, default_home
+    from campus_sync.orchestration.local_airflow import LocalAirflow, default_home
 
     home = Path(args.home).resolve() if args.home else default_home().resolve()
     kwargs = {}
@@ -55,7 +55,7 @@ def _deployment(args: argparse.Namespace):
         kwargs = {"host": args.host, "executor": args.executor, "broker_url": args.broker_url,
                   "redis_port": args.redis_port}
     else:  # stop/status: use what start recorded
-        from campus_sync.airflow_local import LocalAirflow as _L
+        from campus_sync.orchestration.local_airflow import LocalAirflow as _L
 
         recorded = _L(home=home)._recorded()
         if recorded:
@@ -65,7 +65,7 @@ def _deployment(args: argparse.Namespace):
 
 
 def cmd_start(args: argparse.Namespace) -> int:
-    from campus_sync.airflow_local import AirflowStartError
+    from campus_sync.orchestration.local_airflow import AirflowStartError
     from campus_sync.cli import CliError
 
     af = _deployment(args)
@@ -73,7 +73,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     print(f"starting Airflow ({af.executor}) in {af.home} on port {af.port} ...", flush=True)
     for key in af.shell_overrides():
         print(f"note: {key} from the environment is not used: this deployment sets it"
-              f"{OVERRIDE_HINTS.get(key, ' (REQUIRED_SETTINGS in campus_sync/airflow_local.py)')}",
+              f"{OVERRIDE_HINTS.get(key, ' (REQUIRED_SETTINGS in campus_sync/orchestration/local_airflow.py)')}",
               file=sys.stderr, flush=True)
     try:
         started = af.start(timeout=args.timeout)
@@ -89,7 +89,7 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 def cmd_stop(args: argparse.Namespace) -> int:
     """Stop, then look again: exit 1 naming every process of the deployment still alive."""
-    from campus_sync.airflow_local import AirflowStopError
+    from campus_sync.orchestration.local_airflow import AirflowStopError
     from campus_sync.cli import CliError
 
     af = _deployment(args)

@@ -17,7 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_alerts(args: argparse.Namespace) -> int:
-    from campus_sync import alerts, config, tasks
+    from campus_sync import config
+    from campus_sync.tools import alerts
+    from campus_sync.orchestration import tasks
     from campus_sync.cli import CliError
 
     cfg = config.load()

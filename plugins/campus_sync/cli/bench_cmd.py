@@ -57,7 +57,9 @@ def cmd_bench_airflow(args: argparse.Namespace) -> int:
     import tempfile
     from pathlib import Path
 
-    from campus_sync import bench_airflow, db, tasks
+    from campus_sync import db
+    from campus_sync.bench import airflow_tasks as bench_airflow
+    from campus_sync.orchestration import tasks
 
     deployment = None
     if args.floor and not args.start:
@@ -65,7 +67,7 @@ def cmd_bench_airflow(args: argparse.Namespace) -> int:
     scratch = tempfile.TemporaryDirectory(prefix="campus-bench-floor-") if args.floor else None
     if args.start:
         from campus_sync import paths
-        from campus_sync.airflow_local import LocalAirflow  # the `make airflow` launcher
+        from campus_sync.orchestration.local_airflow import LocalAirflow  # the `make airflow` launcher
 
         extra = {}
         if scratch is not None:
@@ -102,12 +104,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.target == "airflow":
         return cmd_bench_airflow(args)
     if args.target == "district":
-        from campus_sync import bench_district
+        from campus_sync.bench import district as bench_district
 
         res = bench_district.run(args.students, args.repeat or bench_district.REPEATS)
         print(json.dumps(res) if args.json else bench_district.format_table(res))
         return 0
-    from campus_sync import bench  # psycopg and, later, Airflow: only when the command runs
+    from campus_sync.bench import engine_load as bench  # psycopg and, later, Airflow: only when the command runs
 
     res = bench.run(args.rows, args.insert_rows_max or bench.INSERT_ROWS_MAX, args.repeat or bench.REPEATS)
     print(json.dumps(res) if args.json else bench.format_table(res))

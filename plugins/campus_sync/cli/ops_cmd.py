@@ -72,7 +72,7 @@ def _seed_args(p: argparse.ArgumentParser) -> None:
 def cmd_demo_seed(args: argparse.Namespace) -> int:
     import psycopg
 
-    from campus_sync import demo
+    from campus_sync.demo import data as demo
 
     cfg = config.load()
     graph = hierarchy.load()
@@ -93,7 +93,7 @@ def cmd_demo_run(args: argparse.Namespace) -> int:
         marker.touch()
     districts = [d.id for d in cfg.districts][: args.districts or None]
     print(f"running campus_full_resync for districts {', '.join(districts)} (state {cfg.state}) ...", flush=True)
-    from campus_sync import runner
+    from campus_sync.orchestration import runner
 
     outcome = runner.run_dag("campus_full_resync", {"districts": districts})
     _print_last_batch()
@@ -113,7 +113,7 @@ def cmd_demo_stop(args: argparse.Namespace) -> int:
     from campus_sync.cli import CliError
 
     if not args.force:
-        from campus_sync.airflow_local import LocalAirflow, default_home
+        from campus_sync.orchestration.local_airflow import LocalAirflow, default_home
 
         running = [c for c, pid in LocalAirflow(home=default_home()).pids().items() if pid]
         if running:
@@ -130,7 +130,7 @@ def cmd_demo_clean(args: argparse.Namespace) -> int:
     seeding markers); anything else in $CAMPUS_SYNC_HOME is left and named."""
     import shutil
 
-    from campus_sync.airflow_local import AirflowStopError, LocalAirflow, default_home
+    from campus_sync.orchestration.local_airflow import AirflowStopError, LocalAirflow, default_home
     from campus_sync.cli import CliError
 
     home = db.home()
@@ -169,7 +169,8 @@ def _deployment_key(cfg: config.Config) -> str:
 def _print_last_batch() -> None:
     import psycopg
 
-    from campus_sync import history, tasks
+    from campus_sync.tools import history
+    from campus_sync.orchestration import tasks
 
     with psycopg.connect(tasks.state_dsn()) as conn:
         (batch,) = history.batches(conn, limit=1)
@@ -179,7 +180,7 @@ def _print_last_batch() -> None:
     for r in batch["results"]:
         by_district.setdefault(r["district"], []).append(r)
     order = {n: i for i, n in enumerate(hierarchy.load().names)}
-    from campus_sync import attendance
+    from campus_sync.tools import attendance
 
     if attendance.AGGREGATE in order:  # the refresh row right above the object it feeds
         order[attendance.REFRESH] = order[attendance.AGGREGATE] - 0.5
@@ -206,7 +207,8 @@ def _jsonable(value):
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from campus_sync import history, tasks
+    from campus_sync.tools import history
+    from campus_sync.orchestration import tasks
 
     if args.action == "clear":
         from campus_sync.cli import selective_cmd
@@ -217,7 +219,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
         raise CliError("--before and --yes go with `history clear`")
 
-    from campus_sync import liveness
+    from campus_sync.tools import liveness
 
     with tasks.open_state() as conn:
         liveness.reap(conn, liveness.airflow_metadata_state)
@@ -273,7 +275,7 @@ def cmd_dag_run(args: argparse.Namespace) -> int:
         raise CliError("--conf must be a JSON object")
     if args.confirm_deletes:
         conf["confirm_deletes"] = True
-    from campus_sync import runner
+    from campus_sync.orchestration import runner
 
     try:
         outcome = runner.run_dag(args.dag_id, conf)

@@ -42,14 +42,15 @@ def _user() -> str:
 
 
 def _open_state():
-    from campus_sync import tasks
+    from campus_sync.orchestration import tasks
 
     return tasks.open_state()
 
 
 # ------------------------------------------------------------------------------ report
 def cmd_report(args: argparse.Namespace) -> int:
-    from campus_sync import report, selective
+    from campus_sync.tools import report
+    from campus_sync.tools import selective
     from campus_sync.cli import CliError
 
     fmt = args.format
@@ -88,12 +89,12 @@ def _parse_before(raw: str | None):
 
 def cmd_history_clear(args: argparse.Namespace) -> int:
     """`campus-sync history clear [--before DATE] [--yes]` (called from the history command)."""
-    from campus_sync import history
+    from campus_sync.tools import history
     from campus_sync.cli import CliError
 
     before = _parse_before(args.before)
     scope = f" made before {before.isoformat()}" if before else ""
-    from campus_sync import liveness
+    from campus_sync.tools import liveness
 
     with _open_state() as conn:
         liveness.reap(conn, liveness.airflow_metadata_state)  # a dead run's batch can be cleared
@@ -138,7 +139,7 @@ def _print_summary(summary: dict, title: str = "") -> None:
 
 
 def _print_issues(conn, summary: dict) -> None:
-    from campus_sync import verify
+    from campus_sync.tools import verify
 
     for d in summary["districts"]:
         rows = verify.issues(conn, d["run_id"], d["district_id"])
@@ -150,7 +151,8 @@ def _print_issues(conn, summary: dict) -> None:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from campus_sync import config, verify
+    from campus_sync import config
+    from campus_sync.tools import verify
     from campus_sync.cli import CliError
 
     cfg = config.load()

@@ -31,7 +31,10 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from campus_sync import config as config_mod
-from campus_sync import hierarchy, requests, schema, selective
+from campus_sync import hierarchy
+from campus_sync.tools import requests
+from campus_sync.engine import schema
+from campus_sync.tools import selective
 from campus_sync.web import airflow_api, data, rights
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -54,7 +57,7 @@ def _csrf(request: Request) -> None:
 
 def state_conn() -> psycopg.Connection:
     """A connection to the state database (schema and the page's indexes ensured once per process)."""
-    from campus_sync import tasks
+    from campus_sync.orchestration import tasks
 
     dsn = tasks.state_dsn(config_mod.load())
     conn = psycopg.connect(dsn)
@@ -420,7 +423,7 @@ def create_app() -> FastAPI:
 
     @app.get("/api/selective/{batch_id}/report.{fmt}")
     def selective_report(batch_id: BatchId, fmt: Literal["pdf", "csv"]) -> Response:
-        from campus_sync import report
+        from campus_sync.tools import report
 
         with state_conn() as conn:
             try:

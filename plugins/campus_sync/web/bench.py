@@ -22,7 +22,9 @@ from collections.abc import Callable
 import psycopg
 from psycopg import sql
 
-from campus_sync import alerts, config as config_mod, db, hierarchy, schema
+from campus_sync import config as config_mod, db, hierarchy
+from campus_sync.tools import alerts
+from campus_sync.engine import schema
 from campus_sync.web import data
 
 

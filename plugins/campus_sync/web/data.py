@@ -16,7 +16,12 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from campus_sync import alerts, config as config_mod, engine, history, reasons, verify
+from campus_sync import config as config_mod
+from campus_sync.tools import alerts
+from campus_sync.engine import sync as engine
+from campus_sync.tools import history
+from campus_sync.tools import reasons
+from campus_sync.tools import verify
 from campus_sync.hierarchy import Hierarchy
 
 # Kinds that count as a "resync" of an object (the Resync view's Last Resync column); a selective
@@ -42,7 +47,7 @@ def object_catalog(graph: Hierarchy, cfg: config_mod.Config) -> dict[str, Any]:
                          "ancestors": [a for a in graph.ancestors(n) if a in offered_set]}
                         for n in offered],
         }
-    from campus_sync import selective
+    from campus_sync.tools import selective
 
     chosen = [o for o in selective.selective_objects(graph) if graph.spec(o).applies_to(cfg.state)]
     return {"state": cfg.state, "years": years,

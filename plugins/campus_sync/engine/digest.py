@@ -56,8 +56,8 @@ from psycopg import sql
 
 from campus_sync.hierarchy import ObjectSpec
 from campus_sync.hierarchy.model import COLUMN_TYPES
-from campus_sync.pipe import copy_across
-from campus_sync.schema import ROW_HASH, ident
+from campus_sync.engine.pipe import copy_across
+from campus_sync.engine.schema import ROW_HASH, ident
 
 MAX_BUCKETS = 1 << 16
 ROWS_PER_BUCKET = 16  # a 1 % change then touches ~15 % of buckets, not all of them

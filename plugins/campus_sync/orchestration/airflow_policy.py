@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
+DAGS_FOLDER = Path(__file__).resolve().parents[3] / "dags"
 
 
 def dag_policy(dag) -> None:

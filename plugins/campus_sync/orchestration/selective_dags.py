@@ -11,7 +11,7 @@ campus_verification_summary (manual):
     verify ──► heal (skipped unless the `heal` param is on: selective syncs of the mismatched
                personIDs / enrollmentIDs, then verify again)
 
-The work is plain Python in `campus_sync.selective` and `campus_sync.verify`.
+The work is plain Python in `campus_sync.tools.selective` and `campus_sync.tools.verify`.
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ import datetime as dt
 from airflow.sdk import DAG, Param, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from campus_sync import config, hierarchy, requests, selective_input
-from campus_sync.dagbuild import (BOOKKEEPING_ARGS, DEFAULT_ARGS, district_param, explain_missing_start, refused,
+from campus_sync import config, hierarchy
+from campus_sync.tools import requests
+from campus_sync.tools import selective_input
+from campus_sync.orchestration.dagbuild import (BOOKKEEPING_ARGS, DEFAULT_ARGS, district_param, explain_missing_start, refused,
                                    triggering_user)
 
 START = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
@@ -91,7 +93,7 @@ def build_selective_dag(dag_id: str = "campus_selective_sync", *, doc_md: str | 
         def start_request() -> dict:
             """Validate object, district and IDs; record the batch. Bad input writes nothing.
             Idempotent (one batch per run_id), so transient failures retry."""
-            from campus_sync import selective
+            from campus_sync.tools import selective
 
             context = get_current_context()
             params = dict(context["params"])
@@ -106,7 +108,7 @@ def build_selective_dag(dag_id: str = "campus_selective_sync", *, doc_md: str | 
         @task(task_id="sync_objects")
         def sync_objects(unit: dict) -> dict:
             """The object, then its children carrying the key, parents first, one transaction each."""
-            from campus_sync import selective
+            from campus_sync.tools import selective
 
             outcome = selective.sync(unit)
             if outcome["failed"]:
@@ -117,7 +119,8 @@ def build_selective_dag(dag_id: str = "campus_selective_sync", *, doc_md: str | 
         @task(task_id="finish_request", trigger_rule="all_done", **BOOKKEEPING_ARGS)
         def finish_request(unit: dict | None) -> dict:
             """Per-ID outcomes, Records ok/total and the batch status; fail the run if an object failed."""
-            from campus_sync import selective, tasks
+            from campus_sync.tools import selective
+            from campus_sync.orchestration import tasks
 
             if not unit:
                 context = get_current_context()
@@ -161,7 +164,7 @@ def build_verification_dag(dag_id: str = "campus_verification_summary", *, doc_m
 
         @task(task_id="verify", retries=0)
         def run_verify() -> dict:
-            from campus_sync import verify
+            from campus_sync.tools import verify
 
             context = get_current_context()
             params = dict(context["params"])
@@ -175,7 +178,7 @@ def build_verification_dag(dag_id: str = "campus_verification_summary", *, doc_m
 
         @task(task_id="heal")
         def run_heal(summary: dict) -> dict:
-            from campus_sync import verify
+            from campus_sync.tools import verify
 
             context = get_current_context()
             params = dict(context["params"])

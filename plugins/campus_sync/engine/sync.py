@@ -33,11 +33,13 @@ import psycopg
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 
-from campus_sync import connections, digest, keydiff
+from campus_sync.engine import connections
+from campus_sync.engine import digest
+from campus_sync.engine import keydiff
 from campus_sync.hierarchy import Hierarchy, ObjectSpec
 from campus_sync.hierarchy.model import COLUMN_TYPES, YEAR_COLUMN, ForeignKey
-from campus_sync.pipe import copy_across
-from campus_sync.schema import STATE_SCHEMA, ident, table
+from campus_sync.engine.pipe import copy_across
+from campus_sync.engine.schema import STATE_SCHEMA, ident, table
 
 EXCLUSION_PREFIX = "state_excluded_"
 PARENT_MISSING = "parent_missing:"

@@ -22,7 +22,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from campus_sync import db, engine, hierarchy, schema
+from campus_sync import db, hierarchy
+from campus_sync.engine import sync as engine
+from campus_sync.engine import schema
 
 OBJECT = "PersonIdentity"
 DISTRICT_ID = "bench"
@@ -164,7 +166,7 @@ def _postgres_hook(state_dsn: str):
 
     hook = BenchHook(postgres_conn_id=STATE_CONN)
     hook._connection = Connection(conn_id=STATE_CONN, conn_type="postgres")
-    hook._log = logging.getLogger("campus_sync.bench.insert_rows")  # else a log line per 1000 rows
+    hook._log = logging.getLogger("campus_sync.bench.engine_load.insert_rows")  # else a log line per 1000 rows
     hook._log.setLevel(logging.WARNING)
     return hook
 

@@ -41,11 +41,15 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from campus_sync import config as config_mod
-from campus_sync import db, digest, engine, selective, tasks
+from campus_sync import db
+from campus_sync.engine import digest
+from campus_sync.engine import sync as engine
+from campus_sync.tools import selective
+from campus_sync.orchestration import tasks
 from campus_sync.hierarchy import Hierarchy, ObjectSpec
 from campus_sync.hierarchy.model import COLUMN_TYPES
-from campus_sync.pipe import copy_across
-from campus_sync.schema import STATE_SCHEMA, ident, table
+from campus_sync.engine.pipe import copy_across
+from campus_sync.engine.schema import STATE_SCHEMA, ident, table
 
 SAMPLE = 20
 STAGE = sql.Identifier("campus_verify_stage")

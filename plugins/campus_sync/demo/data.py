@@ -31,7 +31,7 @@ from psycopg import sql
 from campus_sync.config import Config, District
 from campus_sync.edfi import demo_data as edfi_demo_data
 from campus_sync.hierarchy import Hierarchy, ObjectSpec
-from campus_sync.schema import DISTRICT_SCHEMA, ensure_district_schema, ident, table
+from campus_sync.engine.schema import DISTRICT_SCHEMA, ensure_district_schema, ident, table
 
 FIRST = ["Ava", "Liam", "Mia", "Noah", "Emma", "Elijah", "Olivia", "Lucas", "Sophia", "Mason",
          "Isabella", "Logan", "Amelia", "Ethan", "Harper", "Aiden", "Evelyn", "Jacob", "Abigail", "Wyatt"]
@@ -405,7 +405,7 @@ def _seed_attendance(conn: psycopg.Connection, records: list[Row]) -> None:
     conn.execute("TRUNCATE campus.attendance")
     if not records:
         return
-    from campus_sync import attendance
+    from campus_sync.tools import attendance
 
     conn.execute(attendance.demo_routine_sql())
     cols = sql.SQL(", ").join(ident(c) for c in ATTENDANCE_COLUMNS)

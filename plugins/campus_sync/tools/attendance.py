@@ -103,7 +103,8 @@ def run_refresh(unit: dict[str, Any], *, requested: bool = True) -> dict[str, An
     """
     import psycopg
 
-    from campus_sync import db, history
+    from campus_sync import db
+    from campus_sync.tools import history
 
     if not in_plan(unit["objects"]):
         return None

@@ -28,7 +28,7 @@ def create_batch(conn: psycopg.Connection, *, kind: str, requested_by: str, scho
                  details: dict | None = None) -> int:
     """Insert the request (idempotent per DAG run, so a retried first task reuses it), with its
     owner (liveness.current_owner: the process or the Airflow run), so it can be found dead."""
-    from campus_sync import liveness
+    from campus_sync.tools import liveness
 
     liveness.reap(conn, liveness.ambient_dagrun_state(), commit=False)  # close dead ones first
     row = conn.execute(

@@ -64,7 +64,8 @@ def owner_session() -> Iterator[None]:
     ends and the next request (or `campus-sync history`) closes them as abandoned."""
     import psycopg
 
-    from campus_sync import config, liveness
+    from campus_sync import config
+    from campus_sync.tools import liveness
 
     cfg = config.load()
     conn = psycopg.connect(db.dsn(cfg.state_conn_id, "the state database"), autocommit=True)

@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from campus_sync.hierarchy import Hierarchy
-from campus_sync.requests import RequestError
+from campus_sync.tools.requests import RequestError
 
 MAX_IDS = 10_000
 MAX_ID = 2**63 - 1

@@ -10,7 +10,13 @@ from typing import Any
 
 import psycopg
 
-from campus_sync import alerts, attendance, config, db, engine, hierarchy, history, requests, schema
+from campus_sync import config, db, hierarchy
+from campus_sync.tools import alerts
+from campus_sync.tools import attendance
+from campus_sync.engine import sync as engine
+from campus_sync.tools import history
+from campus_sync.tools import requests
+from campus_sync.engine import schema
 
 
 def state_dsn(cfg: config.Config | None = None) -> str:

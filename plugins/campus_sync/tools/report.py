@@ -18,8 +18,8 @@ import datetime as dt
 import io
 from pathlib import Path
 
-from campus_sync import reasons
-from campus_sync.selective import format_ts as _campus_ts
+from campus_sync.tools import reasons
+from campus_sync.tools.selective import format_ts as _campus_ts
 
 FAILED = "IDs failed to process at District"
 SUCCESSFUL = "IDs successful"

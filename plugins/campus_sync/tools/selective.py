@@ -29,13 +29,17 @@ import psycopg
 from psycopg import sql
 
 from campus_sync import config as config_mod
-from campus_sync import connections, db, engine, history, tasks
+from campus_sync import db
+from campus_sync.engine import connections
+from campus_sync.engine import sync as engine
+from campus_sync.tools import history
+from campus_sync.orchestration import tasks
 from campus_sync.hierarchy import Hierarchy, UnknownObjectError
 from campus_sync.hierarchy.model import YEAR_COLUMN
-from campus_sync.requests import RequestError  # noqa: F401 - re-exported
-from campus_sync.selective_input import (  # noqa: F401 - the form's parsing, re-exported
+from campus_sync.tools.requests import RequestError  # noqa: F401 - re-exported
+from campus_sync.tools.selective_input import (  # noqa: F401 - the form's parsing, re-exported
     MAX_ID, MAX_IDS, SEPARATORS, SelectiveError, parse_ids, selective_objects)
-from campus_sync.schema import STATE_SCHEMA, ident, table
+from campus_sync.engine.schema import STATE_SCHEMA, ident, table
 
 KIND = "selective"
 NOT_FOUND = "not found at district"

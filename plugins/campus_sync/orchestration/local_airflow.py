@@ -75,7 +75,7 @@ REQUIRED_SETTINGS = frozenset({
     "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE",
 })
 DEFAULT_USERS = f"{ADMIN}:admin"
-LOCAL_SETTINGS_MARK = "# Written by `campus-sync airflow start` (campus_sync/airflow_local.py); rewritten on start."
+LOCAL_SETTINGS_MARK = "# Written by `campus-sync airflow start` (campus_sync/orchestration/local_airflow.py); rewritten on start."
 
 
 class AirflowStartError(RuntimeError):
@@ -333,11 +333,11 @@ class LocalAirflow:
 
     def write_local_settings(self) -> None:
         """`$AIRFLOW_HOME/config/airflow_local_settings.py` with the deployment's cluster policy
-        (`campus_sync.airflow_policy`: manual DAGs created unpaused, the weekly one paused).
+        (`campus_sync.orchestration.airflow_policy`: manual DAGs created unpaused, the weekly one paused).
         A file the user wrote there is left alone (then the policy is theirs to import)."""
         path = self.home / "config" / "airflow_local_settings.py"
         text = (f"{LOCAL_SETTINGS_MARK}\n"
-                "from campus_sync.airflow_policy import dag_policy  # noqa: F401 - found by Airflow\n")
+                "from campus_sync.orchestration.airflow_policy import dag_policy  # noqa: F401 - found by Airflow\n")
         if path.exists() and not path.read_text().startswith(LOCAL_SETTINGS_MARK):
             return
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,7 @@ the plan still run (`none_failed`). A branch *inside* the mapped group would be 
 but does not work in Airflow 3.3 (apache/airflow#67265), hence the decision outside it.
 
 Parse cost: a task re-parses its DAG file, so this module imports nothing heavy at import time
-(no psycopg, no engine): the task bodies import `campus_sync.tasks` when they run.
+(no psycopg, no engine): the task bodies import `campus_sync.orchestration.tasks` when they run.
 """
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ from airflow.sdk.bases.decorator import task_decorator_factory
 from airflow.sdk.bases.skipmixin import XCOM_SKIPMIXIN_KEY, XCOM_SKIPMIXIN_SKIPPED
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from campus_sync import attendance, config, hierarchy, requests
+from campus_sync import config, hierarchy
+from campus_sync.tools import attendance
+from campus_sync.tools import requests
 
 GROUP = "district"
 REFUSED_KEY = "refused"  # start_request's XCom when the request is refused (read by finish_request)
@@ -186,7 +188,7 @@ def build_resync_dag(dag_id: str, *, kind: str, objects: Iterable[str], params: 
             Returns one work unit per district and has the scheduler skip every object task
             outside the plan. Idempotent: a retry reuses the run's batch (unique per run_id).
             """
-            from campus_sync import tasks
+            from campus_sync.orchestration import tasks
 
             context = get_current_context()
             params = dict(context["params"])
@@ -214,7 +216,8 @@ def build_resync_dag(dag_id: str, *, kind: str, objects: Iterable[str], params: 
             get_current_context()["district_label"] = unit.get("label") or unit["district_id"]
             if name not in unit["objects"]:  # normally skipped by the scheduler already
                 raise AirflowSkipException(f"{name} is not part of this request")
-            from campus_sync import engine, tasks
+            from campus_sync.engine import sync as engine
+            from campus_sync.orchestration import tasks
 
             try:
                 return tasks.run_object(name, unit)
@@ -224,7 +227,7 @@ def build_resync_dag(dag_id: str, *, kind: str, objects: Iterable[str], params: 
         @task(task_id="finish_request", trigger_rule="all_done", multiple_outputs=False, **BOOKKEEPING_ARGS)
         def finish_request(units: list[dict] | None):
             """Write the history rows from every object's XCom and fail the run if any failed."""
-            from campus_sync import tasks
+            from campus_sync.orchestration import tasks
 
             context = get_current_context()
             ti = context["ti"]

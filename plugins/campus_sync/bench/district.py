@@ -20,7 +20,12 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from campus_sync import attendance, config, connections, db, demo, engine, hierarchy, schema
+from campus_sync import config, db, hierarchy
+from campus_sync.tools import attendance
+from campus_sync.engine import connections
+from campus_sync.demo import data as demo
+from campus_sync.engine import sync as engine
+from campus_sync.engine import schema
 
 DISTRICT_CONN = "campus_bench_whole_district"
 STATE_CONN = "campus_bench_whole_state"

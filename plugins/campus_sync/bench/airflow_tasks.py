@@ -12,7 +12,7 @@ to end, then for every object task instance reports:
 
 with medians and the ratio median overhead / median SQL (target ≤ 3). Plain Python + httpx (an
 Airflow dependency) + psycopg; no Airflow import, so it measures any deployment it can reach.
-`--start` runs it on a fresh local Airflow (`campus_sync.airflow_local`, what `make airflow`
+`--start` runs it on a fresh local Airflow (`campus_sync.orchestration.local_airflow`, what `make airflow`
 starts) and stops it afterwards.
 
 `--floor` (with `--start`) also runs `campus_bench_floor` in the same Airflow, right after: the
@@ -193,7 +193,7 @@ FLOOR_DAG_SOURCE = '''"""campus_bench_floor: the resync DAG's shape with no-op o
 from airflow.sdk import DAG, get_current_context, task, task_group
 
 from campus_sync import config, hierarchy
-from campus_sync.dagbuild import GROUP, MAP_INDEX_TEMPLATE, upstream_objects
+from campus_sync.orchestration.dagbuild import GROUP, MAP_INDEX_TEMPLATE, upstream_objects
 
 _graph = hierarchy.load()
 _cfg = config.load()

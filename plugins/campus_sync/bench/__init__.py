@@ -1,0 +1,1 @@
+"""Benchmarks: the engine, one whole district, and tasks under the real scheduler."""

@@ -1,0 +1,1 @@
+"""Deterministic Campus-like demo data for the district databases."""

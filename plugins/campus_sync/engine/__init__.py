@@ -1,0 +1,1 @@
+"""The state sync engine: one object of one district into the state, in one transaction."""

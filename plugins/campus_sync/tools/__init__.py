@@ -1,0 +1,1 @@
+"""The Campus tools over the engine: partial-resync requests, selective sync, verification, history, alerts, attendance."""
