@@ -56,7 +56,7 @@ from pg_helpers import dsn_for  # noqa: E402 - after sys.path has tests/
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """Stop the embedded server this session started, then remove its files."""
+    """Stop the embedded server this test run started, then remove its files."""
     if "campus_sync.db" in sys.modules and not os.environ.get("CAMPUS_SYNC_TEST_DSN"):
         from campus_sync import db
 

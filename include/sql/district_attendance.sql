@@ -4,7 +4,7 @@
 -- Daily attendance, one row per enrollment, day and period: what Campus's attendance
 -- aggregation (AttDayAggregation) is computed from. A district's nightly job aggregates only
 -- the prior day's changes; a backdated change (a past date edited today) reaches
--- AttDayAggregation only through the Attendance Aggregation Refresh (seed 003).
+-- AttDayAggregation only through the Attendance Aggregation Refresh.
 CREATE TABLE IF NOT EXISTS campus.attendance (
     attendanceID     integer PRIMARY KEY,
     enrollmentID     integer NOT NULL,

@@ -1,4 +1,4 @@
--- Selective sync (seed 000): the outcome of every requested ID of a `selective` batch.
+-- Selective sync: the outcome of every requested ID of a `selective` batch.
 -- The batch itself is a sync.batch row (kind 'selective'; details carry the object, the key
 -- column, the keys and "records" ok/total); per-object counts are sync.batch_result rows.
 -- Idempotent: run on every schema check. Clearing the history cascades from sync.batch.

@@ -1,4 +1,4 @@
-"""An NV deployment (issue 13): a fresh state and two seeded demo districts, wired through
+"""An NV deployment : a fresh state and two seeded demo districts, wired through
 AIRFLOW_CONN_* like production, with $CAMPUS_SYNC_CONFIG pointing at an NV configuration (DAG
 files read it at parse time, so the DAGs built in these tests are NV's)."""
 

@@ -1,4 +1,4 @@
-"""Issue 13 end to end with dag.test() on real PostgreSQL, for an NV deployment: the refresh is
+"""The attendance resync end to end with dag.test() on real PostgreSQL, for an NV deployment: the refresh is
 its own task before AttDayAggregation in every DAG that syncs it; a backdated attendance change
 reaches the state only through the refresh; a failed refresh syncs no stale aggregates; the NV
 full resync is green where the demo data is clean."""

@@ -1,4 +1,4 @@
-"""The demo data covers every object a NV or BIE deployment syncs (issue 13): seeded into a real
+"""The demo data covers every object a NV or BIE deployment syncs : seeded into a real
 district database, each enabled object's extract returns rows the state accepts for the school year, AttDayAggregation is in
 step with the daily attendance, and the demo's refresh routine is there."""
 

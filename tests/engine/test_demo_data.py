@@ -1,5 +1,5 @@
 """The demo data lines up like a real district: after a full resync the state refuses only what
-the seeds make it refuse (excluded calendar, grade level and enrollments, the six test-score
+Campus's rules make it refuse (excluded calendar, grade level and enrollments, the six test-score
 rules, the orphans in demo.ORPHAN_OBJECTS), and nothing else is missing its parent."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.db
 DELIBERATE = {"state_excluded_calendar", "state_excluded_grade_level", "state_excluded_enrollment",
               "test_no_state_code", "test_not_published", "score_undated", "out_of_scope_year",
               "test_district_locked", "student_not_enrolled", "parent_missing:PersonIdentity"}
-# where the seeds' exclusions bite (the summer calendar, its structure and grade levels, preschool)
+# where Campus's state exclusions bite (the summer calendar, its structure and grade levels, preschool)
 EXCLUSIONS = {"Calendar", "ScheduleStructure", "StructureGradeLevel", "Enrollment"}
 
 

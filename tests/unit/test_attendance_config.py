@@ -1,4 +1,4 @@
-"""`attendance_refresh` in the deployment config (issue 13) and the example deployments."""
+"""`attendance_refresh` in the deployment config  and the example deployments."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
--- AdultEd: Adult education program participation (seed 003).
+-- AdultEd: Adult education program participation.
 -- Every row of the district; the state accepts them all.
 SELECT adultEdID,
        personID,

@@ -1,4 +1,4 @@
--- ALPSS: Alternative learning program (ALPSS) participation (seed 003).
+-- ALPSS: Alternative learning program (ALPSS) participation.
 -- Every row of the district; the state accepts them all.
 SELECT alpssID,
        personID,

@@ -1,4 +1,4 @@
--- AtRisk: At-risk student indicators (seed 003).
+-- AtRisk: At-risk student indicators.
 -- Every row of the district; the state accepts them all.
 SELECT atRiskID,
        personID,

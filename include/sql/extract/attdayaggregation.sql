@@ -1,4 +1,4 @@
--- AttDayAggregation: Aggregated daily attendance per enrollment (BIE and Nevada); refreshed before it syncs (seed 003).
+-- AttDayAggregation: Aggregated daily attendance per enrollment (BIE and Nevada); refreshed before it syncs.
 -- Every row of the district (the engine keeps only rows of the requested endYear); the state accepts them all.
 SELECT aggregationID,
        enrollmentID,

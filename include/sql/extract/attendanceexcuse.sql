@@ -1,4 +1,4 @@
--- AttendanceExcuse: Attendance excuse codes a calendar uses (BIE and Nevada only, seed 003).
+-- AttendanceExcuse: Attendance excuse codes a calendar uses (BIE and Nevada only).
 -- Every row of the district (the engine keeps only rows of the requested endYear); the state accepts them all.
 SELECT excuseID,
        calendarID,

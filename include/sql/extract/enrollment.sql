@@ -1,4 +1,4 @@
--- Enrollment: seed 001 counts state-excluded enrollments, grade levels and calendars as errors.
+-- Enrollment: Campus's resync tool counts state-excluded enrollments, grade levels and calendars as errors.
 -- The grade level is the structure's grade whose name is the enrollment's grade.
 SELECT e.enrollmentID, e.personID, e.calendarID, e.structureID, e.endYear, e.grade,
        e.serviceType, e.startDate, e.startStatus, e.endDate, e.endStatus, e.stateExclude,

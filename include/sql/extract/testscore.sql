@@ -1,4 +1,4 @@
--- TestScore: seed 002's six "Test Scores Batch Sync Requirements"; a score that breaks one is
+-- TestScore: Campus's six "Test Scores Batch Sync Requirements"; a score that breaks one is
 -- refused under that requirement's reason (checked in this order):
 --   1 test_no_state_code    the test has neither a state nor a national code
 --   2 test_not_published    the test is not published from the State Edition (published = 1)

@@ -90,7 +90,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def _refresh_note(names) -> None:
-    """Seed 003: the district's aggregation refresh runs before AttDayAggregation (not an object)."""
+    """Campus's attendance resync: the district's aggregation refresh runs before AttDayAggregation (not an object)."""
     from campus_sync.tools import attendance
 
     if attendance.in_plan(names):

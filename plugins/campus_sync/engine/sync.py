@@ -121,7 +121,7 @@ class SyncResult:
 
 
 def status_colour(processed: int, errors: int) -> str:
-    """Seed 001: green no errors, yellow ≤ 1 % of attempts, red > 1 %."""
+    """Campus's resync tool: green no errors, yellow ≤ 1 % of attempts, red > 1 %."""
     if errors == 0:
         return "green"
     return "yellow" if errors * 100 <= processed else "red"

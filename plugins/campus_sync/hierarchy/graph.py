@@ -1,7 +1,7 @@
 """The compiled hierarchy: a DAG of objects with ancestors, descendants, stages and plans.
 
 Order is always deterministic: ancestors follow the declared parent lists (top-level first,
-as the seed's Parent Objects column lists them); run order is by stage, then by name.
+as the Parent Objects column of Campus's Object Hierarchies table lists them); run order is by stage, then by name.
 """
 
 from __future__ import annotations
@@ -196,7 +196,7 @@ class Hierarchy:
         return self._children[name]
 
     def ancestors(self, name: str) -> tuple[str, ...]:
-        """Every ancestor, top-level first (the seed's Parent Objects column)."""
+        """Every ancestor, top-level first (the Parent Objects column of Campus's Object Hierarchies table)."""
         self.spec(name)
         return self._ancestors[name]
 
@@ -229,7 +229,7 @@ class Hierarchy:
         """The ordered objects a request runs.
 
         With `check_dependencies`, every ancestor the request's year and state offer is added
-        (objects not tied to a school year are synced with the current year, seed 001).
+        (objects not tied to a school year are synced with the current year, as Campus's resync tool does).
         Without it, exactly the selection, still in dependency order.
         """
         if school_year not in SCHOOL_YEARS:

@@ -73,7 +73,7 @@ class ObjectSpec:
         return any(fnmatch.fnmatchcase(reason, p) for p in self.delete_refused)
 
     def offered_for(self, school_year: str) -> bool:
-        """Seed 001: previous/next year offer only objects tied to and configured for that year."""
+        """Campus's resync tool: previous/next year offer only objects tied to and configured for that year."""
         if school_year == "current":
             return True
         return school_year in self.school_years

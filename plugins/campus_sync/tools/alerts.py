@@ -1,6 +1,6 @@
 """Process alerts in the state database (`sync.process_alert`, include/sql/state_alerts.sql).
 
-Seed 001: when the state requests a resync of a district, the district's Process Alerts show a
+Campus's resync tool: when the state requests a resync of a district, the district's Process Alerts show a
 "State Resync Requested" message in the Vertical Interoperability category. The district cannot
 cancel the resync and does not see which objects were requested, so an alert carries the
 district, when it was requested and a message, never the objects. Plain Python + psycopg.

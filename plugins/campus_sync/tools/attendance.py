@@ -1,4 +1,4 @@
-"""The district's Attendance Aggregation Refresh, run before AttDayAggregation syncs (seed 003).
+"""The district's Attendance Aggregation Refresh, run before AttDayAggregation syncs.
 
 A district's nightly attendance job aggregates only the prior day's changes, so backdated
 attendance reaches AttDayAggregation only when the district runs its Attendance Aggregation
@@ -23,7 +23,7 @@ from campus_sync import config, paths  # light: dagbuild imports this at DAG par
 
 REFRESH = "AttendanceAggregationRefresh"  # the task id and the history row's object
 AGGREGATE = "AttDayAggregation"  # the object the refresh feeds
-PRESET_OBJECTS = ("AttDayAggregation", "AttendanceExcuse")  # seed 003: what the attendance resync syncs
+PRESET_OBJECTS = ("AttDayAggregation", "AttendanceExcuse")  # Campus's attendance resync: what the attendance resync syncs
 PARAM = "attendance_refresh"  # per-run switch (a DAG param, default on)
 NOT_RUN_MESSAGE = ("not synced: the district's attendance aggregation refresh failed, so its aggregates "
                    "may be stale (see AttendanceAggregationRefresh)")

@@ -1,4 +1,4 @@
-"""Selective sync (seed 000): resync chosen people or enrollments and the objects hanging off them.
+"""Selective sync: resync chosen people or enrollments and the objects hanging off them.
 
 Plain Python over the sync engine (no Airflow). A request names an object that has a
 `selective_key` in the hierarchy (PersonIdentity by personID, Enrollment by enrollmentID), one
