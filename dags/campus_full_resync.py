@@ -18,4 +18,5 @@ dag = build_resync_dag(
     description="Weekly full resync of every district into the state database",
     doc_md=__doc__,
     tags=["campus-state-sync", "resync", "full"],
+    shape=_cfg.full_resync_shape,  # per_object: one task per object, every district inside it
 )

@@ -22,7 +22,12 @@ DISTRICT_ID_RE = re.compile(r"^[A-Za-z0-9_]{1,20}$")
 CONN_ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,199}$")
 KNOWN_KEYS = ("state", "full_resync_schedule", "current_school_year", "state_conn_id", "districts",
               "embedded_postgres", "max_delete_share", "delete_guard_min_rows", "attendance_refresh",
-              "edfi")  # edfi: read by campus_sync.edfi.request
+              "edfi",  # edfi: read by campus_sync.edfi.request
+              "full_resync_shape", "districts_in_parallel", "state_pool", "state_pool_slots")
+# How the weekly full resync is rendered: `per_object` (one task per object, every district inside
+# it, a bounded number at a time) or `per_district_object` (one task per object per district).
+FULL_RESYNC_SHAPES = ("per_object", "per_district_object")
+POOL_RE = re.compile(r"^[A-Za-z0-9_.-]{1,256}$")
 
 
 class ConfigError(ValueError):
@@ -52,6 +57,10 @@ class Config:
     max_delete_share: float = 0.5  # mass-delete guard: refuse deleting more than this share...
     delete_guard_min_rows: int = 10  # ...of an object's state rows, when at least this many rows go
     attendance_refresh: AttendanceRefresh = field(default_factory=lambda: AttendanceRefresh())
+    full_resync_shape: str = "per_object"
+    districts_in_parallel: int = 4  # per_object: districts one object task syncs at once
+    state_pool: str = "campus_state"  # per_object: the Airflow pool its object tasks run in
+    state_pool_slots: int = 2  # the pool's size where this package creates it (local Airflow)
 
     def district(self, district_id: str) -> District:
         for d in self.districts:
@@ -115,6 +124,18 @@ def parse(path: Path) -> Config:
     state_conn = doc.get("state_conn_id", "campus_state")
     if not isinstance(state_conn, str) or not CONN_ID_RE.match(state_conn):
         raise ConfigError(f"{path}: 'state_conn_id' {state_conn!r} must be a connection id (letters, digits, _)")
+    shape = doc.get("full_resync_shape", "per_object")
+    if shape not in FULL_RESYNC_SHAPES:
+        raise ConfigError(f"{path}: 'full_resync_shape' {shape!r} must be one of {', '.join(FULL_RESYNC_SHAPES)}")
+    parallel = doc.get("districts_in_parallel", 4)
+    if isinstance(parallel, bool) or not isinstance(parallel, int) or not 1 <= parallel <= 64:
+        raise ConfigError(f"{path}: 'districts_in_parallel' must be a whole number from 1 to 64, e.g. 4")
+    pool = doc.get("state_pool", "campus_state")
+    if not isinstance(pool, str) or not POOL_RE.match(pool):
+        raise ConfigError(f"{path}: 'state_pool' {pool!r} must be an Airflow pool name (letters, digits, _ . -)")
+    slots = doc.get("state_pool_slots", 2)
+    if isinstance(slots, bool) or not isinstance(slots, int) or not 1 <= slots <= 128:
+        raise ConfigError(f"{path}: 'state_pool_slots' must be a whole number from 1 to 128, e.g. 2")
     raw = doc.get("districts")
     if not isinstance(raw, list) or not raw:
         raise ConfigError(f"{path}: 'districts' must be a non-empty list")
@@ -150,6 +171,10 @@ def parse(path: Path) -> Config:
         max_delete_share=float(share),
         delete_guard_min_rows=min_rows,
         attendance_refresh=parse_attendance_refresh(doc.get("attendance_refresh"), path),
+        full_resync_shape=shape,
+        districts_in_parallel=parallel,
+        state_pool=pool,
+        state_pool_slots=slots,
     )
 
 

@@ -159,8 +159,17 @@ def upstream_objects(graph, name: str) -> list[str]:
 
 def build_resync_dag(dag_id: str, *, kind: str, objects: Iterable[str], params: dict,
                      schedule: str | None, description: str, doc_md: str, tags: list[str],
-                     kind_from_params: bool = False) -> DAG:
-    """A resync DAG whose object tasks are `objects` (run order), wired by the hierarchy."""
+                     kind_from_params: bool = False, shape: str = "per_district_object") -> DAG:
+    """A resync DAG whose object tasks are `objects` (run order), wired by the hierarchy.
+
+    `shape`: `per_district_object` (one mapped task group per district, one task per object in
+    it) or `per_object` (one task per object, syncing every district; see `build_per_object`)."""
+    if shape == "per_object":
+        return build_per_object_dag(dag_id, kind=kind, objects=objects, params=params, schedule=schedule,
+                                    description=description, doc_md=doc_md, tags=tags,
+                                    kind_from_params=kind_from_params)
+    if shape != "per_district_object":
+        raise ValueError(f"unknown resync DAG shape {shape!r}; use per_object or per_district_object")
     graph = hierarchy.load()
     names = list(objects)
     present = set(names)
@@ -314,3 +323,156 @@ def attendance_refresh_task(unit):
         return result
 
     return refresh_attendance(unit)
+
+
+# ----------------------------------------------------------------- one task per object
+def build_per_object_dag(dag_id: str, *, kind: str, objects: Iterable[str], params: dict,
+                         schedule: str | None, description: str, doc_md: str, tags: list[str],
+                         kind_from_params: bool = False) -> DAG:
+    """The resync DAG with one task per object that syncs every district of the request.
+
+        start_request ──► District ──► School ──► … (the hierarchy, one task each) ──► finish_request
+
+    A run has ~objects + 2 task instances whatever the number of districts (Airflow's own cost
+    per task instance, ~2 s on a small machine, is paid ~55 times instead of ~55 × districts).
+    Inside a task, `districts_in_parallel` districts sync at once; the tasks run in the Airflow
+    pool `state_pool`, so the state sees at most slots × districts_in_parallel syncs, and a
+    district at most one sync per running object task (≤ slots).
+
+    A district whose sync of an object fails, or whose upstream object failed or did not run
+    there, is recorded failed / not_run for that district alone; the other districts go on and
+    the task succeeds. The task fails (and retries) only when every district it tried failed
+    (the state down, say). finish_request fails the run when any district failed anywhere.
+    Clearing one object's task re-runs that object for every district of the request (the
+    engine is idempotent); its downstream tasks re-run when cleared with it.
+    """
+    cfg = config.load()
+    graph = hierarchy.load()
+    names = list(objects)
+    present = set(names)
+    refresh = with_attendance_refresh(names, params)
+    parallel = cfg.districts_in_parallel
+    task_args = {"pool": cfg.state_pool}
+
+    with DAG(
+        dag_id=dag_id,
+        description=description,
+        doc_md=doc_md,
+        schedule=CronTriggerTimetable(schedule, timezone="UTC", run_immediately=False) if schedule else None,
+        catchup=False,
+        max_active_runs=1,  # two resyncs of one district and object never interleave
+        params=params,
+        tags=tags,
+        default_args=DEFAULT_ARGS,
+        render_template_as_native_obj=True,
+    ) as dag:
+
+        @skipping_task(task_id="start_request", **BOOKKEEPING_ARGS)
+        def start_request() -> list[dict]:
+            """Validate the form and record the request; skip the object tasks outside the plan."""
+            from campus_sync.orchestration import tasks
+
+            context = get_current_context()
+            params = dict(context["params"])
+            try:
+                requests.check_conf_keys(context["dag_run"].conf, context["dag"].params.keys())
+            except requests.RequestError as exc:
+                raise refused(context, exc) from None
+            run_kind = kind
+            if kind_from_params and params.get("requested_by") == "state":
+                run_kind = "state_request"
+            try:
+                units = tasks.start_request(params, kind=run_kind, user=triggering_user(context, params),
+                                            dag_id=context["dag"].dag_id, run_id=context["run_id"])
+            except requests.RequestError as exc:
+                raise refused(context, exc) from None
+            planned = set(units[0]["objects"]) if units else set()
+            unplanned = [n for n in names if n not in planned]
+            if refresh and not attendance.in_plan(planned):
+                unplanned.append(attendance.REFRESH)
+            skip_downstream(context, unplanned)
+            return units
+
+        def upstream_of(name: str) -> list[str]:
+            ups = [p for p in upstream_objects(graph, name) if p in present]
+            if refresh and name == attendance.AGGREGATE:
+                ups.append(attendance.REFRESH)
+            return sorted(ups)
+
+        def outcome_of_districts(name: str, units: list[dict], run=None) -> dict:
+            """Every district's outcome for `name`; fails the task only if every district tried failed."""
+            from campus_sync.orchestration import tasks
+
+            ti = get_current_context()["ti"]
+            upstream = {up: ti.xcom_pull(task_ids=up) for up in upstream_of(name)}
+            blocked = tasks.blocked_districts({k: v for k, v in upstream.items() if isinstance(v, dict)})
+            out = tasks.run_for_districts(name, units, blocked, parallel, run=run)
+            tried = [o for d, o in out.items() if d not in blocked]
+            if tried and all(o["status"] == tasks.FAILED for o in tried):
+                first = next(o["message"] for o in tried)
+                raise RuntimeError(f"{name} failed in every district it tried ({len(tried)}), e.g.: {first}")
+            return out
+
+        @task(trigger_rule="none_failed", multiple_outputs=False, **task_args)
+        def sync_object(name: str, units: list[dict]):
+            if not units or name not in units[0]["objects"]:  # normally skipped by the scheduler already
+                raise AirflowSkipException(f"{name} is not part of this request")
+            return outcome_of_districts(name, units)
+
+        @task(task_id=attendance.REFRESH, multiple_outputs=False, **task_args)
+        def refresh_attendance(units: list[dict]):
+            if not units or not attendance.in_plan(units[0]["objects"]):
+                raise AirflowSkipException(f"{attendance.AGGREGATE} is not part of this request")
+            requested = get_current_context()["params"].get(attendance.PARAM, True) is not False
+
+            def one(unit: dict):
+                try:
+                    return attendance.run_refresh(unit, requested=requested)
+                except attendance.RefreshError as exc:
+                    raise RuntimeError(str(exc)) from None
+
+            return outcome_of_districts(attendance.REFRESH, units, run=one)
+
+        @task(task_id="finish_request", trigger_rule="all_done", multiple_outputs=False, **BOOKKEEPING_ARGS)
+        def finish_request(units: list[dict] | None):
+            """Write the history rows the object tasks could not and fail the run if any district failed."""
+            from campus_sync.orchestration import tasks
+
+            context = get_current_context()
+            ti = context["ti"]
+            if not units:
+                message = explain_missing_start(ti)
+                tasks.abandon_request(context["dag"].dag_id, ti.run_id, message)
+                raise AirflowFailException(message)
+            planned = set(units[0]["objects"])
+            ids = [n for n in names if n in planned]
+            if refresh and attendance.in_plan(planned):
+                ids.append(attendance.REFRESH)
+            states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id], task_ids=ids).get(ti.run_id, {})
+            outcomes = {}
+            for name in ids:
+                result = ti.xcom_pull(task_ids=name)
+                outcomes[name] = (states.get(name), result if isinstance(result, dict) else None)
+            summary = tasks.finish_request_per_object(units, outcomes)
+            if summary["failed"]:
+                shown = summary["failed"][:20]
+                more = f" and {len(summary['failed']) - len(shown)} more" if len(summary["failed"]) > len(shown) else ""
+                raise AirflowFailException(f"district objects failed: {', '.join(shown)}{more}")
+            return summary
+
+        units = start_request()
+        start = units.operator
+        finish = finish_request(units)
+        made = {}
+        for name in names:
+            made[name] = sync_object.override(task_id=name)(name, units)
+            start >> made[name] >> finish  # finish waits for every object, not the leaves only
+        for name in names:
+            for parent in upstream_objects(graph, name):
+                if parent in present:
+                    made[parent] >> made[name]
+        if refresh:
+            refresh_task = refresh_attendance(units)
+            start >> refresh_task >> made[attendance.AGGREGATE]
+            refresh_task >> finish
+    return dag

@@ -131,3 +131,102 @@ def finish_request(units: list[dict], outcomes: dict[tuple[str, int], tuple[str 
         status = "failed" if failed else "complete"
         history.finish_batch(conn, batch_id, status, {"failed": failed, "not_run": not_run})
     return {"batch_id": batch_id, "status": status, "failed": failed, "not_run": not_run}
+
+
+# ----------------------------------------------------------------- one task per object
+# The weekly full resync's `per_object` shape: one Airflow task per object syncs that object for
+# every district of the request, `districts_in_parallel` at a time. Per-district outcomes are the
+# task's XCom ({district id: {"status": ..., "message": ...}}); the history rows are written as
+# each district ends, exactly as the one-task-per-district shape writes them.
+FAILED, NOT_RUN = "failed", "not_run"
+
+
+def blocked_districts(upstream: dict[str, dict[str, dict] | None]) -> dict[str, str]:
+    """District id → why this object cannot run there: an upstream object failed or did not run
+    for that district. `upstream` maps each upstream task to its XCom (None: skipped, not planned)."""
+    blocked: dict[str, str] = {}
+    for up, outcomes in sorted(upstream.items()):
+        for district, outcome in sorted((outcomes or {}).items()):
+            status = (outcome or {}).get("status")
+            if status in (FAILED, NOT_RUN) and district not in blocked:
+                blocked[district] = f"not run: {up} {'failed' if status == FAILED else 'did not run'} for this district"
+    return blocked
+
+
+def run_for_districts(name: str, units: list[dict], blocked: dict[str, str], parallelism: int,
+                      run=None) -> dict[str, dict]:
+    """Run `run(unit)` (default: sync object `name`) for every district of the request that is not
+    `blocked`, at most `parallelism` at once; record a not_run row for each blocked one.
+
+    One district's failure is its own: it is recorded (by `run`) and returned as failed, and the
+    other districts go on. Returns {district id: {"status", "message"?}} in district order.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    run = run or (lambda unit: run_object(name, unit))
+    units = sorted(units, key=lambda u: u["district_id"])
+    out: dict[str, dict] = {}
+    todo = [u for u in units if u["district_id"] not in blocked]
+    skipped = [u for u in units if u["district_id"] in blocked]
+    if skipped:
+        with psycopg.connect(state_dsn()) as conn:
+            for unit in skipped:
+                why = blocked[unit["district_id"]]
+                history.record_result(conn, unit["batch_id"], {"district_id": unit["district_id"], "object": name},
+                                      status=NOT_RUN, message=why)
+                out[unit["district_id"]] = {"status": NOT_RUN, "message": why}
+
+    def one(unit: dict) -> tuple[str, dict]:
+        try:
+            result = run(unit)
+        except Exception as exc:  # recorded in the history by `run`; the other districts go on
+            return unit["district_id"], {"status": FAILED, "message": f"{type(exc).__name__}: {exc}"[:1000]}
+        if result is None:  # the attendance refresh turned off for this run: nothing to wait for
+            return unit["district_id"], {"status": "skipped"}
+        return unit["district_id"], {"status": str(result.get("status") or "done")}
+
+    if todo:
+        with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(todo))),
+                                thread_name_prefix=f"sync-{name}") as pool:
+            for district, outcome in pool.map(one, todo):
+                out[district] = outcome
+    return dict(sorted(out.items()))
+
+
+def finish_request_per_object(units: list[dict], outcomes: dict[str, tuple[str | None, dict | None]]) -> dict:
+    """Close the batch of a one-task-per-object run. `outcomes` maps each planned object to (task
+    state, XCom): a district's failure is in the XCom; a task that failed outright (every district
+    failed) or never ran has no XCom, and then its state speaks for every district."""
+    if not units:
+        return {"status": "complete", "failed": [], "not_run": []}
+    batch_id = units[0]["batch_id"]
+    failed, not_run = [], []
+    with psycopg.connect(state_dsn()) as conn:
+        for name, (state, result) in sorted(outcomes.items()):
+            for unit in sorted(units, key=lambda u: u["district_id"]):
+                district = unit["district_id"]
+                if name not in unit["objects"] and name != attendance.REFRESH:
+                    continue
+                outcome = (result or {}).get(district)
+                status = (outcome or {}).get("status")
+                if status == FAILED or (outcome is None and state == "failed"):
+                    failed.append(f"{district}:{name}")
+                    row = conn.execute("SELECT status FROM sync.batch_result WHERE batch_id = %s AND "
+                                       "district_id = %s AND object = %s", (batch_id, district, name)).fetchone()
+                    if not row or row[0] != FAILED:
+                        history.record_result(conn, batch_id, {"district_id": district, "object": name},
+                                              status=FAILED, message="task failed")
+                elif status == NOT_RUN:
+                    if name != attendance.REFRESH:
+                        not_run.append(f"{district}:{name}")
+                elif outcome is None and state == "upstream_failed" and name != attendance.REFRESH:
+                    not_run.append(f"{district}:{name}")
+                    history.record_result(conn, batch_id, {"district_id": district, "object": name},
+                                          status=NOT_RUN, message="not run: an ancestor object failed in every district")
+        left = conn.execute("UPDATE sync.batch_result SET status = 'abandoned', finished_at = now(),"
+                            " message = coalesce(message, %s) WHERE batch_id = %s AND status = 'gray'"
+                            " RETURNING district_id, object", (LEFT_WITHOUT_RESULT, batch_id)).fetchall()
+        failed.extend(f"{d}:{o}" for d, o in sorted(left))
+        status = "failed" if failed else "complete"
+        history.finish_batch(conn, batch_id, status, {"failed": failed, "not_run": not_run})
+    return {"batch_id": batch_id, "status": status, "failed": failed, "not_run": not_run}
