@@ -321,7 +321,10 @@ def person_event_from(raw: dict, default_configuration: str | None) -> dict:
     edfi_request.configuration(str(conf))
     out = {"event": event, "configuration": str(conf)}
     for field in ("person_id",) + (("deleted_person_id",) if event == "combine_person" else ()):
-        ids = parse_ids(raw.get(field), field)
+        value = raw.get(field)
+        if isinstance(value, int) and not isinstance(value, bool):  # a JSON number from REST or an event
+            value = str(value)
+        ids = parse_ids(value, field)
         if len(ids) != 1:
             raise EdfiRequestError(f"{field}: give exactly one person ID, got {raw.get(field)!r}")
         out[field] = ids[0]
