@@ -136,23 +136,37 @@ def sql_seconds(state_dsn: str, dag_id: str, run_id: str) -> dict[tuple[str, str
     return {(d, o): float(s) for d, o, s in rows}
 
 
+BOOKKEEPING = ("start_request", "finish_request")
+PARSE_SAMPLE = 60  # task logs read for the parse time (one REST call each)
+
+
+def is_object_task(task_id: str) -> bool:
+    """An object task in either shape: `district.<object>` (mapped) or `<object>` (per object)."""
+    return task_id.startswith(GROUP) or task_id not in BOOKKEEPING
+
+
 def collect(client: Client, state_dsn: str | None, dag_id: str, run_id: str) -> list[TaskTiming]:
     """One TaskTiming per object task instance that ran (skipped ones have no cost to measure);
-    no SQL times without a state database (the floor DAG writes no history)."""
+    no SQL times without a state database (the floor DAG writes no history). A per-object task's
+    SQL is the sum of its districts' engine time."""
     sql = sql_seconds(state_dsn, dag_id, run_id) if state_dsn else {}
+    per_object: dict[str, float] = {}
+    for (_, o), secs in sql.items():
+        per_object[o] = per_object.get(o, 0.0) + secs
     out = []
-    for ti in sorted(client.task_instances(dag_id, run_id), key=lambda t: (t["task_id"], t["map_index"])):
+    for n, ti in enumerate(sorted(client.task_instances(dag_id, run_id), key=lambda t: (t["task_id"], t["map_index"]))):
         if ti["state"] == "skipped":
             continue
         label = ti.get("rendered_map_index") or (str(ti["map_index"]) if ti["map_index"] >= 0 else "")
         district = label.split(" ", 1)[0]
-        obj = ti["task_id"][len(GROUP):] if ti["task_id"].startswith(GROUP) else None
+        mapped = ti["task_id"].startswith(GROUP)
+        obj = ti["task_id"][len(GROUP):] if mapped else (ti["task_id"] if is_object_task(ti["task_id"]) else None)
         queued = _ts(ti.get("queued_when")) or _ts(ti.get("scheduled_when"))
         start, end = _ts(ti.get("start_date")), _ts(ti.get("end_date"))
-        parse = client.parse_ms(dag_id, run_id, ti)
+        parse = client.parse_ms(dag_id, run_id, ti) if n < PARSE_SAMPLE else None
         out.append(TaskTiming(task_id=ti["task_id"], map_index=ti["map_index"], label=label, state=ti["state"],
                               queued_to_end=_seconds(queued, end), run=_seconds(start, end),
-                              sql=sql.get((district, obj)) if obj else None,
+                              sql=(sql.get((district, obj)) if mapped else per_object.get(obj)) if obj else None,
                               parse=parse / 1000 if parse is not None else None))
     return out
 
@@ -163,7 +177,7 @@ def _median(values) -> float | None:
 
 
 def summary(timings: list[TaskTiming], wall: float | None = None) -> dict:
-    objects = [t for t in timings if t.task_id.startswith(GROUP)]
+    objects = [t for t in timings if is_object_task(t.task_id)]
     med = {
         "queued_to_end": _median(t.queued_to_end for t in objects),
         "run": _median(t.run for t in objects),
@@ -176,15 +190,30 @@ def summary(timings: list[TaskTiming], wall: float | None = None) -> dict:
             "overhead_ratio": ratio, "target_ratio": 3.0}
 
 
-def run(client: Client, state_dsn: str, dag_id: str, conf: dict, timeout: float = 1800) -> dict:
+def run(client: Client, state_dsn: str, dag_id: str, conf: dict, timeout: float = 1800,
+        sampler=None, meta_db: str | None = None) -> dict:
+    """Trigger `dag_id`, wait for the run, measure it. With `sampler` (a ConnectionSampler) the
+    peak connections during the run; with `meta_db` the metadata-DB rows the run added."""
+    import contextlib
+
     client.wait_dag(dag_id)
-    t0 = time.monotonic()
-    run_id = client.trigger(dag_id, conf)
-    dag_run = client.wait_run(dag_id, run_id, timeout)
-    wall = time.monotonic() - t0
+    before = metadata_rows(meta_db) if meta_db else None
+    with sampler or contextlib.nullcontext():
+        t0 = time.monotonic()
+        run_id = client.trigger(dag_id, conf)
+        dag_run = client.wait_run(dag_id, run_id, timeout)
+        wall = time.monotonic() - t0
+    extra: dict = {}
+    if sampler is not None:
+        extra["peak_connections"] = dict(sampler.peak)
+    if meta_db:
+        time.sleep(2)  # backends report their insert counts to pg_stat within ~1 s
+        extra["metadata_rows_added"] = rows_added(before, metadata_rows(meta_db))
+    extra["engine_seconds"] = engine_seconds(state_dsn, dag_id, run_id)
     timings = collect(client, state_dsn, dag_id, run_id)
+    extra["task_instances"] = len(client.task_instances(dag_id, run_id))
     return {"dag_id": dag_id, "run_id": run_id, "state": dag_run["state"], "conf": conf,
-            **summary(timings, wall), "timings": [asdict(t) | {"overhead": t.overhead} for t in timings]}
+            **summary(timings, wall), **extra, "timings": [asdict(t) | {"overhead": t.overhead} for t in timings]}
 
 
 FLOOR_DAG_ID = "campus_bench_floor"
@@ -229,15 +258,16 @@ with DAG(dag_id="{dag_id}", schedule=None, catchup=False, max_active_runs=1, tag
 '''.format(dag_id=FLOOR_DAG_ID)
 
 
-def floor_dags_folder(folder, project_dags) -> None:
-    """A dags folder for `--floor`: the project's DAG files (symlinked) plus the floor DAG."""
+def floor_dags_folder(folder, project_dags, shape: str = "per_district_object") -> None:
+    """A dags folder for `--floor`: the project's DAG files (symlinked) plus the floor DAG of `shape`."""
     from pathlib import Path
 
     folder, project_dags = Path(folder), Path(project_dags)
     folder.mkdir(parents=True, exist_ok=True)
     for f in sorted(project_dags.glob("*.py")):
         (folder / f.name).symlink_to(f.resolve())
-    (folder / f"{FLOOR_DAG_ID}.py").write_text(FLOOR_DAG_SOURCE)
+    source = FLOOR_PER_OBJECT_SOURCE if shape == "per_object" else FLOOR_DAG_SOURCE
+    (folder / f"{FLOOR_DAG_ID}.py").write_text(source)
 
 
 def floor(client: Client, real: dict, timeout: float = 1800) -> dict:
@@ -247,7 +277,7 @@ def floor(client: Client, real: dict, timeout: float = 1800) -> dict:
     run_id = client.trigger(FLOOR_DAG_ID, {})
     dag_run = client.wait_run(FLOOR_DAG_ID, run_id, timeout)
     wall = time.monotonic() - t0
-    timings = [t for t in collect(client, None, FLOOR_DAG_ID, run_id) if t.task_id.startswith(GROUP)]
+    timings = [t for t in collect(client, None, FLOOR_DAG_ID, run_id) if is_object_task(t.task_id)]
     qe, ran = _median(t.queued_to_end for t in timings), _median(t.run for t in timings)
     sql = real["median"]["sql"]
     return {"dag_id": FLOOR_DAG_ID, "run_id": run_id, "state": dag_run["state"], "object_tasks": len(timings),
@@ -277,6 +307,19 @@ def format_report(res: dict) -> str:
         f"overhead ratio (median overhead / median SQL): {'-' if ratio is None else f'{ratio:.1f}x'} "
         f"(target ≤ {res['target_ratio']:.0f}x)",
     ]
+    if res.get("engine_seconds"):
+        e = res["engine_seconds"]
+        lines.append(f"task instances {res.get('task_instances')}; engine (SQL) time {_f(e['total'])} over "
+                     f"{e['results']} district objects, median {_f(e['median'])}")
+    if res.get("peak_connections"):
+        p = res["peak_connections"]
+        lines.append(f"peak connections: state {p['state']}, busiest district {p['district']}, "
+                     f"this package in all {p['package']} ({p['samples']} samples)")
+    if res.get("metadata_rows_added"):
+        m = res["metadata_rows_added"]
+        lines.append(f"metadata-DB rows added: {m['total']} ({', '.join(f'{k} {v}' for k, v in m['top_tables'].items())})")
+    if res.get("seeded"):
+        lines.append(f"seeded: {res['seeded']}")
     if res.get("floor"):
         f = res["floor"]
         fm = f["median"]
@@ -293,3 +336,184 @@ def format_report(res: dict) -> str:
 
 def to_json(res: dict) -> str:
     return json.dumps(res, default=str)
+
+
+# ----------------------------------------------------------------- many districts
+# `--districts N --students M`: N small demo districts in a home of their own (embedded
+# PostgreSQL, Airflow home and configuration under it), so the demo's databases are untouched.
+SCALE_HOME_DIR = "bench-scale"
+APP_NAME = "campus-sync"  # PGAPPNAME of the bench's Airflow: its connections are counted by it
+
+
+def scale_config_text(districts: int, shape: str, parallel: int, slots: int) -> str:
+    """The bench deployment's configuration: N districts `0001`… on the embedded server."""
+    lines = [
+        "# Written by `campus-sync bench airflow --districts N`; rewritten on every run.",
+        "state: KY",
+        "full_resync_schedule: '0 2 * * 0'",
+        "current_school_year: 2027",
+        "embedded_postgres: true",
+        "state_conn_id: campus_state",
+        f"full_resync_shape: {shape}",
+        f"districts_in_parallel: {parallel}",
+        "state_pool: campus_state",
+        f"state_pool_slots: {slots}",
+        "districts:",
+    ]
+    lines += [f"  - {{id: '{i:04d}', name: Bench District {i}}}" for i in range(1, districts + 1)]
+    return "\n".join(lines) + "\n"
+
+
+def use_scale_home(home, districts: int, shape: str, parallel: int, slots: int) -> None:
+    """Point this process (and the Airflow it starts) at the bench's home and configuration.
+    Must run before anything here opens a database (the embedded server is per home)."""
+    import os
+    from pathlib import Path
+
+    home = Path(home)
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "campus_sync.yaml"
+    path.write_text(scale_config_text(districts, shape, parallel, slots))
+    os.environ["CAMPUS_SYNC_HOME"] = str(home)
+    os.environ["CAMPUS_SYNC_CONFIG"] = str(path)
+
+
+def seed_districts(students: int) -> dict:
+    """Seed every configured district (`students` each, the demo generator) and refresh nothing
+    (the DAG's attendance refresh does); returns seconds and rows."""
+    import psycopg
+
+    from campus_sync import config, db, hierarchy
+    from campus_sync.demo import data as demo
+
+    cfg, graph = config.load(), hierarchy.load()
+    t0, rows, kept = time.monotonic(), 0, 0
+    marks = db.home() / "seeded"
+    marks.mkdir(exist_ok=True)
+    for i, d in enumerate(cfg.districts):
+        mark = marks / f"{d.id}-{students}"  # the generator is deterministic: seeded once per size
+        if mark.exists():
+            kept += 1
+            continue
+        with psycopg.connect(db.dsn(d.conn_id, f"district {d.id}")) as conn:
+            rows += sum(demo.seed_district(conn, graph, d, i, students, 7, cfg.end_year(), cfg.state).values())
+        mark.write_text(str(rows))
+    return {"districts": len(cfg.districts), "students": students, "rows_written": rows,
+            "already_seeded": kept, "seconds": round(time.monotonic() - t0, 1)}
+
+
+def empty_state() -> None:
+    """Drop the bench's state database, so the run is a first load (as after a restore)."""
+    import psycopg
+
+    from campus_sync import db
+
+    with psycopg.connect(db.embedded_dsn("postgres"), autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS campus_state WITH (FORCE)")
+
+
+class ConnectionSampler:
+    """Samples `pg_stat_activity` of the embedded server every `interval` s in a thread: the peak
+    number of backends on the state database and on the busiest district database (each is used
+    by this package only), and of every backend named `application_name` outside the Airflow
+    metadata database."""
+
+    def __init__(self, state_db: str, district_dbs: list[str], meta_db: str, app: str, interval: float = 0.25):
+        import threading
+
+        self.state_db, self.district_dbs, self.meta_db, self.app = state_db, district_dbs, meta_db, app
+        self.interval = interval
+        self.peak = {"state": 0, "district": 0, "package": 0, "samples": 0}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        import psycopg
+
+        from campus_sync import db
+
+        with psycopg.connect(db.embedded_dsn("postgres"), autocommit=True) as conn:
+            while not self._stop.is_set():
+                rows = conn.execute(
+                    "SELECT datname, application_name, count(*) FROM pg_stat_activity"
+                    " WHERE pid <> pg_backend_pid() AND datname IS NOT NULL GROUP BY 1, 2").fetchall()
+                state = sum(c for d, _, c in rows if d == self.state_db)
+                per: dict[str, int] = {}
+                for d, _, c in rows:
+                    if d in self.district_dbs:
+                        per[d] = per.get(d, 0) + c
+                package = sum(c for d, a, c in rows if a == self.app and d != self.meta_db)
+                self.peak["state"] = max(self.peak["state"], state)
+                self.peak["district"] = max(self.peak["district"], max(per.values(), default=0))
+                self.peak["package"] = max(self.peak["package"], package)
+                self.peak["samples"] += 1
+                self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+def metadata_rows(meta_db: str) -> dict[str, int]:
+    """Rows inserted so far per table of the Airflow metadata database (pg_stat_user_tables)."""
+    import psycopg
+
+    from campus_sync import db
+
+    with psycopg.connect(db.embedded_dsn(meta_db)) as conn:
+        return {t: int(n) for t, n in conn.execute("SELECT relname, n_tup_ins FROM pg_stat_user_tables")}
+
+
+def rows_added(before: dict[str, int], after: dict[str, int]) -> dict:
+    delta = {t: after[t] - before.get(t, 0) for t in after if after[t] - before.get(t, 0) > 0}
+    top = dict(sorted(delta.items(), key=lambda kv: (-kv[1], kv[0]))[:8])
+    return {"total": sum(delta.values()), "top_tables": top}
+
+
+def engine_seconds(state_dsn: str, dag_id: str, run_id: str) -> dict:
+    """The run's engine time from the history: total, per (district, object) median, and count."""
+    sql = sql_seconds(state_dsn, dag_id, run_id)
+    values = sorted(sql.values())
+    return {"total": round(sum(values), 2), "median": _median(values), "results": len(values)}
+
+
+FLOOR_PER_OBJECT_SOURCE = '''"""campus_bench_floor: the per_object resync DAG's shape with no-op object tasks (written by
+`campus-sync bench airflow --floor` into its temporary dags folder; never in dags/)."""
+from airflow.sdk import DAG, task
+
+from campus_sync import config, hierarchy
+from campus_sync.orchestration.dagbuild import upstream_objects
+
+_graph = hierarchy.load()
+_cfg = config.load()
+_names = list(_graph.enabled(_cfg.state))
+
+with DAG(dag_id="{dag_id}", schedule=None, catchup=False, max_active_runs=1, tags=["bench"]):
+
+    @task
+    def start_request() -> list[dict]:
+        return [{{"district_id": d.id, "label": d.label}} for d in _cfg.districts]
+
+    @task(trigger_rule="none_failed", pool=_cfg.state_pool)
+    def sync_object(name: str, units: list[dict]):
+        return {{u["district_id"]: {{"status": "green"}} for u in units}}
+
+    @task(trigger_rule="all_done")
+    def finish_request(units: list[dict]) -> int:
+        return len(units)
+
+    units = start_request()
+    finish = finish_request(units)
+    made = {{}}
+    for name in _names:
+        made[name] = sync_object.override(task_id=name)(name, units)
+        units.operator >> made[name] >> finish
+    for name in _names:
+        for parent in upstream_objects(_graph, name):
+            if parent in made:
+                made[parent] >> made[name]
+'''.format(dag_id=FLOOR_DAG_ID)

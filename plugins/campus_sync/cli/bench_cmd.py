@@ -28,8 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--repeat", type=_positive, default=None, metavar="N",
                    help="rounds to run; every figure is the median (default 3)")
     b.add_argument("--json", action="store_true", help="print one JSON object")
-    b.add_argument("--students", type=_positive, default=10_000,
-                   help="bench district: students in the seeded demo district (default 10000)")
+    b.add_argument("--students", type=_positive, default=None,
+                   help="bench district: students in the seeded demo district (default 10000); "
+                        "bench airflow --districts: students per district (default 50)")
     e = b.add_argument_group("bench edfi")
     e.add_argument("--api-only", action="store_true", help="bench edfi: POST --students students straight to the API")
     e.add_argument("--concurrency", type=_positive, default=8, help="bench edfi: requests in flight (default 8)")
@@ -49,6 +50,22 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with --start: then run the same DAG shape with no-op object tasks (campus_bench_floor) "
                         "and report what Airflow alone costs per task")
     a.add_argument("--timeout", type=_positive, default=1800, help="seconds to wait for the run (default 1800)")
+    a.add_argument("--districts", type=_positive, default=None, metavar="N",
+                   help="with --start: seed N demo districts (--students each) in a home of their own "
+                        "(.campus_sync/bench-scale: its own embedded PostgreSQL, Airflow and configuration; the "
+                        "demo is untouched) and run the full resync over them, reporting peak connections and "
+                        "metadata-DB rows added")
+    a.add_argument("--shape", choices=["per_object", "per_district_object"], default="per_object",
+                   help="with --districts: full_resync_shape of the bench deployment (default per_object)")
+    a.add_argument("--parallel", type=_positive, default=4,
+                   help="with --districts: districts_in_parallel (default 4)")
+    a.add_argument("--pool-slots", type=_positive, default=2,
+                   help="with --districts: state_pool_slots, the Airflow pool's size (default 2)")
+    a.add_argument("--keep-state", action="store_true",
+                   help="with --districts: keep the state from the previous bench run (an unchanged resync); "
+                        "default: an empty state (a first load)")
+    a.add_argument("--executor", choices=["LocalExecutor", "CeleryExecutor"], default="LocalExecutor",
+                   help="with --start: the executor (CeleryExecutor starts redis-server on loopback and a worker)")
     b.set_defaults(func=cmd_bench)
 
 
@@ -64,16 +81,29 @@ def cmd_bench_airflow(args: argparse.Namespace) -> int:
     deployment = None
     if args.floor and not args.start:
         raise SystemExit("--floor needs --start (the floor DAG lives in the bench's own dags folder)")
+    if args.districts and not args.start:
+        raise SystemExit("--districts needs --start (the districts get an Airflow of their own)")
+    seeded = scale_home = None
+    if args.districts:
+        scale_home = db.home() / bench_airflow.SCALE_HOME_DIR
+        bench_airflow.use_scale_home(scale_home, args.districts, args.shape, args.parallel, args.pool_slots)
+        seeded = bench_airflow.seed_districts(args.students or 50)
+        if not args.keep_state:
+            bench_airflow.empty_state()
+    shape = args.shape if args.districts else None
     scratch = tempfile.TemporaryDirectory(prefix="campus-bench-floor-") if args.floor else None
     if args.start:
-        from campus_sync import paths
-        from campus_sync.orchestration.local_airflow import LocalAirflow  # the `make airflow` launcher
+        from campus_sync import config, paths
+        from campus_sync.orchestration.local_airflow import LocalAirflow, free_port  # the `make airflow` launcher
 
-        extra = {}
+        shape = shape or config.load().full_resync_shape
+        extra = {"PGAPPNAME": bench_airflow.APP_NAME}
         if scratch is not None:
-            bench_airflow.floor_dags_folder(Path(scratch.name) / "dags", paths.PROJECT_ROOT / "dags")
+            bench_airflow.floor_dags_folder(Path(scratch.name) / "dags", paths.PROJECT_ROOT / "dags", shape)
             extra["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(scratch.name) / "dags")
-        deployment = LocalAirflow(port=args.port, extra_env=extra)
+        more = {"home": scale_home / "airflow"} if scale_home else {}
+        deployment = LocalAirflow(port=args.port, extra_env=extra, executor=args.executor,
+                                  redis_port=free_port("127.0.0.1"), **more)
     try:
         if deployment is not None:
             deployment.start()  # inside the try: a start that times out still stops what it started
@@ -84,7 +114,17 @@ def cmd_bench_airflow(args: argparse.Namespace) -> int:
             pw_file = home / "simple_auth_manager_passwords.json.generated"
             password = json.loads(pw_file.read_text())[args.user] if pw_file.exists() else ""
         client = bench_airflow.Client(url, args.user, password)
-        res = bench_airflow.run(client, tasks.state_dsn(), args.dag, json.loads(args.conf), timeout=args.timeout)
+        sampler = meta = None
+        if args.districts:
+            from campus_sync import config
+
+            cfg = config.load()
+            sampler = bench_airflow.ConnectionSampler(
+                "campus_state", [d.conn_id for d in cfg.districts], deployment.meta_db, bench_airflow.APP_NAME)
+            meta = deployment.meta_db
+        res = bench_airflow.run(client, tasks.state_dsn(), args.dag, json.loads(args.conf), timeout=args.timeout,
+                                sampler=sampler, meta_db=meta)
+        res["shape"], res["executor"], res["seeded"] = shape, args.executor, seeded
         if args.floor:
             res["floor"] = bench_airflow.floor(client, res, timeout=args.timeout)
     finally:
@@ -97,6 +137,8 @@ def cmd_bench_airflow(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.target != "airflow" and args.students is None:
+        args.students = 10_000
     if args.target == "edfi":
         from campus_sync.cli import edfi_cmd
 

@@ -331,6 +331,25 @@ class LocalAirflow:
             raise AirflowStartError(f"airflow db migrate failed (exit {proc.returncode}); see {log}:\n{_tail(log)}")
         marker.touch()
 
+    def ensure_state_pool(self, env: dict[str, str]) -> None:
+        """The Airflow pool the weekly resync's object tasks run in (config `state_pool`, size
+        `state_pool_slots`): a task in a pool that does not exist is never scheduled. Set once per
+        metadata database and size (a new metadata database sets it again)."""
+        from campus_sync import config
+
+        cfg = config.parse(Path(env["CAMPUS_SYNC_CONFIG"]))
+        marker = self.home / f".migrated-{self.meta_db}-pool-{cfg.state_pool}-{cfg.state_pool_slots}"
+        if marker.exists():
+            return
+        log = self.log_file("db-migrate")
+        with open(log, "ab") as out:
+            proc = subprocess.run([str(Path(sys.executable).with_name("airflow")), "pools", "set", cfg.state_pool,
+                                   str(cfg.state_pool_slots), "campus-state-sync: object tasks of the weekly resync"],
+                                  env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        if proc.returncode:
+            raise AirflowStartError(f"airflow pools set failed (exit {proc.returncode}); see {log}:\n{_tail(log)}")
+        marker.touch()
+
     def write_local_settings(self) -> None:
         """`$AIRFLOW_HOME/config/airflow_local_settings.py` with the deployment's cluster policy
         (`campus_sync.orchestration.airflow_policy`: manual DAGs created unpaused, the weekly one paused).
@@ -392,6 +411,7 @@ class LocalAirflow:
         env = self.environment()
         self.write_local_settings()
         self.migrate(env)
+        self.ensure_state_pool(env)
         self.state_file.write_text(json.dumps({
             "port": self.port, "executor": self.executor, "host": self.host, "components": list(self.components),
             "users": env.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", ""),
