@@ -16,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = dsub.add_parser("seed", help="fill district databases with deterministic demo data")
     _seed_args(s)
     s.set_defaults(func=cmd_demo_seed)
-    r = dsub.add_parser("run", help="seed (first time), run campus_full_resync once, print results")
+    r = dsub.add_parser("run", help="seed (first time), run campus_full_resync once, then an Ed-Fi resync of "
+                                    "configuration demo into the local Ed-Fi API; print results")
     _seed_args(r)
     r.add_argument("--reseed", action="store_true", help="seed again even if already seeded")
     r.set_defaults(func=cmd_demo_run)
@@ -99,6 +100,10 @@ def cmd_demo_run(args: argparse.Namespace) -> int:
     _print_last_batch()
     if not outcome.ok:
         raise CliError(f"campus_full_resync run {outcome.run_id} ended {outcome.state}")
+    from campus_sync.demo import edfi_demo
+
+    if not edfi_demo.run():  # the Ed-Fi Resync of configuration demo into the local Ed-Fi API
+        raise CliError("the Ed-Fi resync of configuration demo failed (see its results above)")
     return 0
 
 
