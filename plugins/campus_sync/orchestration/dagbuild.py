@@ -409,8 +409,10 @@ def build_per_object_dag(dag_id: str, *, kind: str, objects: Iterable[str], para
             out = tasks.run_for_districts(name, units, blocked, parallel, run=run)
             tried = [o for d, o in out.items() if d not in blocked]
             if tried and all(o["status"] == tasks.FAILED for o in tried):
-                first = next(o["message"] for o in tried)
-                raise RuntimeError(f"{name} failed in every district it tried ({len(tried)}), e.g.: {first}")
+                message = f"{name} failed in every district it tried ({len(tried)}), e.g.: {tried[0]['message']}"
+                if any(o.get("transient") for o in tried):
+                    raise RuntimeError(message)  # Airflow retries the object (every district again)
+                raise AirflowFailException(message)  # refused by the engine: a retry would fail again
             return out
 
         @task(trigger_rule="none_failed", multiple_outputs=False, **task_args)
@@ -426,10 +428,7 @@ def build_per_object_dag(dag_id: str, *, kind: str, objects: Iterable[str], para
             requested = get_current_context()["params"].get(attendance.PARAM, True) is not False
 
             def one(unit: dict):
-                try:
-                    return attendance.run_refresh(unit, requested=requested)
-                except attendance.RefreshError as exc:
-                    raise RuntimeError(str(exc)) from None
+                return attendance.run_refresh(unit, requested=requested)
 
             return outcome_of_districts(attendance.REFRESH, units, run=one)
 

@@ -180,7 +180,10 @@ def run_for_districts(name: str, units: list[dict], blocked: dict[str, str], par
         try:
             result = run(unit)
         except Exception as exc:  # recorded in the history by `run`; the other districts go on
-            return unit["district_id"], {"status": FAILED, "message": f"{type(exc).__name__}: {exc}"[:1000]}
+            outcome = {"status": FAILED, "message": f"{type(exc).__name__}: {exc}"[:1000]}
+            if not isinstance(exc, (engine.SyncError, attendance.RefreshError)):  # e.g. a connection error: a retry may help
+                outcome["transient"] = True
+            return unit["district_id"], outcome
         if result is None:  # the attendance refresh turned off for this run: nothing to wait for
             return unit["district_id"], {"status": "skipped"}
         return unit["district_id"], {"status": str(result.get("status") or "done")}
