@@ -46,29 +46,43 @@ def test_every_dag_is_tagged_and_retries(dagbag):
 
 
 def test_full_resync_shape(dagbag, graph):
+    """The weekly resync (full_resync_shape: per_object by default): one task per object, wired by
+    the hierarchy, each in the state pool; the partial resync keeps one task per district and object."""
     dag = dagbag.get_dag("campus_full_resync")
     assert dag.schedule is not None or dag.timetable.summary
     assert dag.catchup is False and dag.max_active_runs == 1
     ids = {t.task_id for t in dag.tasks}
-    assert {f"district.{n}" for n in graph.enabled("KY")} <= ids
-    assert "district.Title1KY" in ids and "district.AttendanceSDMinute" not in ids  # KY only
+    assert ids == set(graph.enabled("KY")) | {"start_request", "finish_request"}
+    assert "Title1KY" in ids and "AttendanceSDMinute" not in ids  # KY only
     # every object task: after start_request (which may skip it), its parents and the ancestors
     # whose keys it carries (so a skipped object in between cannot let it run early)
-    roster = dag.get_task("district.Roster")
-    assert roster.upstream_task_ids == {"start_request", "district.Enrollment", "district.StructureGradeLevel",
-                                        "district.PersonIdentity"}
-    assert dag.get_task("district.Enrollment").upstream_task_ids == {
-        "start_request", "district.PersonIdentity", "district.Calendar", "district.ScheduleStructure"}
-    assert dag.get_task("district.TestScore").upstream_task_ids - {"start_request"} == {"district.Test",
-                                                                                         "district.PersonIdentity"}
-    assert all("start_request" in t.upstream_task_ids for t in dag.tasks if t.task_id.startswith("district."))
-    # start_request may tell the scheduler to skip objects (flag serialized for the scheduler)
+    assert dag.get_task("Roster").upstream_task_ids == {"start_request", "Enrollment", "StructureGradeLevel",
+                                                        "PersonIdentity"}
+    assert dag.get_task("Enrollment").upstream_task_ids == {
+        "start_request", "PersonIdentity", "Calendar", "ScheduleStructure"}
+    assert dag.get_task("TestScore").upstream_task_ids - {"start_request"} == {"Test", "PersonIdentity"}
+    objects = [t for t in dag.tasks if t.task_id not in ("start_request", "finish_request")]
+    assert all("start_request" in t.upstream_task_ids for t in objects)
+    assert all(t.retries >= 1 and t.pool == "campus_state" for t in objects)
     from airflow.serialization.serialized_objects import DagSerialization
 
     served = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))
     assert served.get_task("start_request").inherits_from_skipmixin
-    assert served.get_task("district.Roster").map_index_template == "{{ district_label | default('') }}"
     assert served.get_task("start_request").retries >= 3 and served.get_task("finish_request").retries >= 3
+    assert served.get_task("Roster").pool == "campus_state"
+
+
+def test_partial_resync_shape_per_district(dagbag):
+    """One district's partial resync keeps one task per object in a group mapped per district
+    (labelled by district), so it costs no more than before."""
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    dag = dagbag.get_dag("campus_partial_resync")
+    served = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))
+    roster = served.get_task("district.Roster")
+    assert roster.map_index_template == "{{ district_label | default('') }}"
+    assert roster.upstream_task_ids == {"start_request", "district.Enrollment", "district.StructureGradeLevel",
+                                        "district.PersonIdentity"}
 
 
 def test_districts_field_not_required(dagbag):
@@ -112,11 +126,15 @@ def test_bench_floor_dag_has_the_full_resyncs_shape(dagbag, tmp_path):
 
     from campus_sync.bench import airflow_tasks as bench_airflow
 
-    bench_airflow.floor_dags_folder(tmp_path / "dags", os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    from campus_sync import config
+
+    bench_airflow.floor_dags_folder(tmp_path / "dags", os.environ["AIRFLOW__CORE__DAGS_FOLDER"],
+                                    config.load().full_resync_shape)
     bag = DagBag(dag_folder=str(tmp_path / "dags"))
     assert bag.import_errors == {}
     floor, real = bag.get_dag(bench_airflow.FLOOR_DAG_ID), dagbag.get_dag("campus_full_resync")
-    objects = sorted(t.task_id for t in real.tasks if t.task_id.startswith("district."))
-    assert sorted(t.task_id for t in floor.tasks if t.task_id.startswith("district.")) == objects
+    objects = sorted(t.task_id for t in real.tasks if bench_airflow.is_object_task(t.task_id))
+    assert len(objects) > 40
+    assert sorted(t.task_id for t in floor.tasks if bench_airflow.is_object_task(t.task_id)) == objects
     for task_id in objects:
         assert floor.get_task(task_id).upstream_task_ids == real.get_task(task_id).upstream_task_ids, task_id

@@ -95,3 +95,35 @@ def test_an_object_that_fails_in_every_district_fails_its_task(airflow_db, deplo
     res = dict(((d, o), s) for d, o, s in q(deployment["state"], "SELECT district_id, object, status FROM sync.batch_result"))
     assert res[("0101", "Test")] == res[("0102", "Test")] == "failed"
     assert res[("0101", "TestScore")] == res[("0102", "TestScore")] == "not_run"
+
+
+@pytest.mark.parametrize("line, problem", [
+    ("full_resync_shape: per_objekt", "'full_resync_shape' 'per_objekt' must be one of per_object, per_district_object"),
+    ("districts_in_parallel: 0", "'districts_in_parallel' must be a whole number from 1 to 64"),
+    ("districts_in_parallel: true", "'districts_in_parallel' must be a whole number from 1 to 64"),
+    ("state_pool: 'campus state'", "'state_pool' 'campus state' must be an Airflow pool name"),
+    ("state_pool_slots: 0", "'state_pool_slots' must be a whole number from 1 to 128"),
+])
+def test_shape_settings_refused_with_their_name(tmp_path, line, problem):
+    from campus_sync import config
+    from campus_sync.bench import airflow_tasks as bench_airflow
+
+    path = tmp_path / "c.yaml"
+    base = [x for x in bench_airflow.scale_config_text(2, "per_object", 4, 2).splitlines()
+            if not x.startswith(line.split(":")[0] + ":")]
+    path.write_text("\n".join(base + [line]) + "\n")
+    with pytest.raises(config.ConfigError) as err:
+        config.parse(path)
+    assert problem in str(err.value)
+
+
+def test_bench_scale_configuration_has_170_districts(tmp_path):
+    from campus_sync import config
+    from campus_sync.bench import airflow_tasks as bench_airflow
+
+    path = tmp_path / "c.yaml"
+    path.write_text(bench_airflow.scale_config_text(170, "per_district_object", 3, 5))
+    cfg = config.parse(path)
+    assert len(cfg.districts) == 170 and cfg.districts[0].id == "0001" and cfg.districts[-1].id == "0170"
+    assert (cfg.full_resync_shape, cfg.districts_in_parallel, cfg.state_pool, cfg.state_pool_slots) == (
+        "per_district_object", 3, "campus_state", 5)
