@@ -47,7 +47,16 @@ CREATE INDEX IF NOT EXISTS batch_result_last_idx ON sync.batch_result (district_
 -- Who runs a request, so a dead run's batch is closed as abandoned (plugins/campus_sync/tools/liveness.py):
 -- {"backend_pid", "backend_start", "host", "pid"} for a one-process run, {"dag_id", "run_id"} for
 -- an Airflow DAG run. Status also takes 'abandoned'.
-ALTER TABLE sync.batch ADD COLUMN IF NOT EXISTS owner jsonb;
+-- Added only where missing: ALTER TABLE takes an exclusive lock even when the column is there,
+-- which would wait for every open read of the history and hold up every writer behind it.
+DO $do$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'sync.batch'::regclass AND attname = 'owner'
+                                                AND NOT attisdropped) THEN
+        ALTER TABLE sync.batch ADD COLUMN owner jsonb;
+    END IF;
+END
+$do$;
 CREATE INDEX IF NOT EXISTS batch_running_idx ON sync.batch (id) WHERE status = 'running';
 -- The gray rows (objects not finished), found by every reap (liveness.py) without a scan.
 CREATE INDEX IF NOT EXISTS batch_result_gray_idx ON sync.batch_result (batch_id) WHERE status = 'gray';

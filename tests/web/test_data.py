@@ -281,3 +281,17 @@ def test_a_refused_mass_delete_offers_its_counts(state, graph, deployment):
     assert data.refusals(state, units[0]["batch_id"])["refused"] == [
         {"district_id": "0101", "object": "VaccineShot", "guard": "empty_source", "deleted": held, "held": held}]
     assert data.refusals(state, 10**9) is None
+
+
+def test_the_schema_check_does_not_wait_for_the_pages_readers(state, graph, deployment):
+    """Every request checks the state schema; a reader of the history (the page exporting it, or
+    any open read) must not make that check wait, nor queue every later writer behind it."""
+    from campus_sync.engine import schema
+
+    _batch(state, results=[{"district_id": "0101", "object": "School", "processed": 1, "errors": 0}])
+    state.execute("SELECT count(*) FROM sync.batch").fetchone()  # a read, its transaction left open
+    state.execute("SELECT count(*) FROM sync.batch_result").fetchone()
+    with psycopg.connect(deployment["state"]) as other:
+        other.execute("SET lock_timeout = '3s'")
+        schema.ensure_state_schema(other, graph)
+    state.rollback()
