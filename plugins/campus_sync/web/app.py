@@ -465,6 +465,9 @@ def create_app() -> FastAPI:
         with state_conn() as conn:
             return _json({"district": d, "alerts": data.alerts.list_alerts(conn, d)})
 
+    from campus_sync.web import edfi_routes
+
+    app.include_router(edfi_routes.router())  # the Ed-Fi Resync tab (its own Read/Write on top)
     return app
 
 

@@ -15,6 +15,11 @@ Airflow's own auth manager for the signed-in user. Fail closed: no user, no righ
   over DAG runs. With the simple auth manager: viewer reads, user (and op) also writes, op and
   admin also delete (`op` may manage connections); with FAB, whoever holds both permissions.
 
+The **Ed-Fi Resync** tab (the DAG `edfi_resync`): **Read** (its form, plans, progress, results,
+error reports and read-only combinations) is Read above and `GET` on runs of `edfi_resync`;
+**Write** (Start Resync) is that Read and `POST` on runs of `edfi_resync`; **Add** and **Delete**
+provide no function for this tool, so no route asks for them.
+
 Plugin FastAPI apps get no authentication from Airflow, so every route of the app depends on
 `require_read` (or a stronger check) through `airflow.api_fastapi.core_api.security.get_user`,
 which reads the JWT from the `Authorization: Bearer` header or the `_token` cookie.
@@ -39,6 +44,7 @@ PARTIAL = "campus_partial_resync"
 SELECTIVE = "campus_selective_sync"
 VERIFICATION = "campus_verification_summary"
 CAMPUS_DAGS = (FULL, PARTIAL, SELECTIVE, VERIFICATION)
+EDFI = "edfi_resync"
 
 
 def _auth_manager():
@@ -116,6 +122,32 @@ def rights_of(user: BaseUser | None, state_conn_id: str) -> dict[str, bool]:
             "write_selective": can_write(user, SELECTIVE),
             "write_verification": can_write(user, VERIFICATION),
             "delete": can_delete(user, state_conn_id)}
+
+
+def can_edfi_read(user: BaseUser | None) -> bool:
+    """Ed-Fi Resync Read: the page's Read and reading runs of edfi_resync."""
+    return can_read(user) and dag_allowed(user, "GET", EDFI)
+
+
+def can_edfi_write(user: BaseUser | None) -> bool:
+    """Ed-Fi Resync Write (Start Resync): its Read and creating runs of edfi_resync."""
+    return can_edfi_read(user) and dag_allowed(user, "POST", EDFI)
+
+
+def require_edfi_read(user: GetUserDep) -> BaseUser:
+    """Dependency of every Ed-Fi Resync route."""
+    if not can_edfi_read(user):
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            f"the Ed-Fi Resync needs Read rights: read access to the runs of {EDFI}")
+    return user
+
+
+EdfiReadUser = Annotated[BaseUser, Depends(require_edfi_read)]
+
+
+def check_edfi_write(user: BaseUser) -> None:
+    if not can_edfi_write(user):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"Write rights needed: you may not start {EDFI}")
 
 
 def require_read(user: GetUserDep) -> BaseUser:
