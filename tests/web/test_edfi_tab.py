@@ -145,3 +145,16 @@ def test_history_error_report_and_read_only(page_client, seeded, make_db, tmp_pa
         assert c.get("/api/edfi/read-only?configuration=tn").json()["read_only"] == []
     finally:
         resync.finish(batch, {"schools": ("success", None)})
+
+
+def test_the_page_has_the_tab_and_serves_its_script(page_client, seeded):
+    c = page_client("viewer")
+    html = c.get("/").text
+    assert 'data-tab="edfi"' in html and 'id="tab-edfi"' in html and "static/edfi.js" in html
+    for field in ("edfi-conf", "edfi-schools", "edfi-all", "edfi-person-ids", "edfi-course-ids", "edfi-section-ids",
+                  "edfi-resources", "edfi-deps", "edfi-cleanup", "edfi-start", "edfi-readonly"):
+        assert f'id="{field}"' in html, field
+    js = c.get("/static/edfi.js")
+    assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript")
+    assert "api/edfi/plan" in js.text
+    assert page_client("nobody").get("/static/edfi.js").status_code == 403

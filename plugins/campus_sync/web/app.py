@@ -38,7 +38,7 @@ from campus_sync.tools import selective
 from campus_sync.web import airflow_api, data, rights
 
 STATIC = Path(__file__).resolve().parent / "static"
-STATIC_FILES = {"app.js": "text/javascript", "app.css": "text/css"}
+STATIC_FILES = {"app.js": "text/javascript", "edfi.js": "text/javascript", "app.css": "text/css"}
 PREFIX = "/campus-sync"
 CSRF_HEADER = "x-campus-sync"
 BIGINT_MAX = 2**63 - 1  # request ids are bigserial: a larger one answers 422, never reaches the database

@@ -525,7 +525,7 @@
     $("#sel-next").onclick = () => { state.selPage += 1; loadSelective().catch((e) => flash(e.message)); };
     $("#reverify").onclick = reverify;
     const tab = localStorage.getItem("campusSync.tab");
-    showTab(["resync", "history", "selective", "verification", "alerts"].includes(tab) ? tab : "resync");
+    showTab(["resync", "history", "selective", "verification", "alerts", "edfi"].includes(tab) ? tab : "resync");
     document.body.dataset.ready = "1";
   }
   start();
