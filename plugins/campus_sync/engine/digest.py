@@ -57,7 +57,7 @@ from psycopg import sql
 from campus_sync.hierarchy import ObjectSpec
 from campus_sync.hierarchy.model import COLUMN_TYPES
 from campus_sync.engine.pipe import copy_across
-from campus_sync.engine.schema import ROW_HASH, ident
+from campus_sync.engine.schema import ROW_HASH, canonical, cast_declared, ident, row_hash_expr  # noqa: F401 - used here and by keydiff
 
 MAX_BUCKETS = 1 << 16
 ROWS_PER_BUCKET = 16  # a 1 % change then touches ~15 % of buckets, not all of them
@@ -69,27 +69,6 @@ def bucket_count(rows: int) -> int:
     while n < MAX_BUCKETS and n * ROWS_PER_BUCKET < rows:
         n *= 2
     return n
-
-
-# Types whose hash or equality is not exact on the plain value: compare their wire form.
-_WIRE = {"bigint": "int8send", "numeric": "numeric_send", "timestamp": "timestamp_send"}
-
-
-def cast_declared(alias: str | None, column: str, typ: str) -> sql.Composable:
-    """CAST(alias.column AS its declared type); a bare column when `alias` is None (the state
-    table's generated row hash)."""
-    ref = sql.SQL("{}.{}").format(sql.Identifier(alias), ident(column)) if alias else ident(column)
-    return sql.SQL("CAST({} AS {})").format(ref, sql.SQL(COLUMN_TYPES[typ]))
-
-
-def canonical(alias: str | None, columns: list[tuple[str, str]] | tuple[tuple[str, str], ...]) -> list[sql.Composable]:
-    """Each column's canonical value: cast to its declared type; bigint, numeric and timestamp
-    as their binary wire form (exact: scale, NaN and all 64 bits included)."""
-    out = []
-    for c, t in columns:
-        value = cast_declared(alias, c, t)
-        out.append(sql.SQL("{}({})").format(sql.SQL(_WIRE[t]), value) if t in _WIRE else value)
-    return out
 
 
 def _row(alias: str, columns: list[tuple[str, str]]) -> sql.Composable:
@@ -110,11 +89,6 @@ def rows_differ(spec: ObjectSpec, a: str, b: str) -> sql.Composable:
 def bucket_expr(spec: ObjectSpec, alias: str, buckets: int) -> sql.Composable:
     """The bucket of a row: its key's hash, masked to `buckets` (a power of two)."""
     return sql.SQL("({} & {})::integer").format(key_hash_expr(spec, alias), sql.Literal(buckets - 1))
-
-
-def row_hash_expr(spec: ObjectSpec, alias: str | None) -> sql.Composable:
-    """64-bit hash of a row's canonical values (see the module docstring for its exactness)."""
-    return sql.SQL("hash_record_extended(ROW({}), 0)").format(sql.SQL(", ").join(canonical(alias, spec.columns)))
 
 
 def stored_hash(alias: str) -> sql.Composable:

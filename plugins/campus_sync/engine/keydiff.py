@@ -33,7 +33,8 @@ from typing import NamedTuple
 import psycopg
 from psycopg import sql
 
-from campus_sync.engine.digest import cast_declared, integer_key, row_hash_expr, stored_hash
+from campus_sync.engine.digest import integer_key, stored_hash
+from campus_sync.engine.schema import cast_declared, row_hash_expr
 from campus_sync.hierarchy import ObjectSpec
 
 PART_ROWS = 250_000  # rows per side per key range: 4 MB of pairs each (bench engine peak RSS ~100 MB at 1M and 3M rows, 50 MB with buckets)
