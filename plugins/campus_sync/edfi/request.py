@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from campus_sync.tools.selective_input import bad_ids, id_tokens
+
 MAX_IDS = 10_000
 SEPARATORS = re.compile(r"[\s,]+")
 ROUTE_STYLES = ("shared", "year", "tenant-year")
@@ -236,20 +238,10 @@ def parse_ids(raw: Any, what: str) -> tuple[str, ...]:
     parses them: each a positive whole number; sorted, each once. Empty is allowed (no filter)."""
     if raw is None or raw == "" or raw == []:
         return ()
-    if isinstance(raw, str):
-        tokens = [t for t in SEPARATORS.split(raw) if t]
-    elif isinstance(raw, (list, tuple)):
-        tokens = []
-        for item in raw:
-            if isinstance(item, bool) or not isinstance(item, (int, str)):
-                tokens.append(repr(item))
-            else:
-                tokens.extend(t for t in SEPARATORS.split(str(item)) if t)
-    else:
-        raise EdfiRequestError(f"{what}: IDs must be text or a list, got {type(raw).__name__}")
-    bad = [t for t in tokens if not re.fullmatch(r"[0-9]+", t) or not 0 < int(t) <= 2**63 - 1]
+    tokens = id_tokens(raw, EdfiRequestError, what)
+    bad = bad_ids(tokens)
     if bad:
-        shown = ", ".join(repr(t) for t in dict.fromkeys(bad))
+        shown = ", ".join(repr(t) for t in bad)
         raise EdfiRequestError(f"{what}: {shown} not a positive whole number (IDs are separated by line breaks, "
                                "commas or spaces)")
     keys = sorted({int(t) for t in tokens})

@@ -20,6 +20,27 @@ class SelectiveError(RequestError):
 
 
 # ------------------------------------------------------------------------------ input
+def id_tokens(raw: Any, error: type[Exception], what: str = "IDs") -> list[str]:
+    """The tokens of an ID field: text split at line breaks, commas and spaces, or a list (each item
+    split the same way). Shared by every form that takes IDs, so they all read them alike."""
+    if isinstance(raw, str):
+        return [t for t in SEPARATORS.split(raw) if t]
+    if not isinstance(raw, (list, tuple)):
+        raise error(f"{what} must be text or a list of numbers, got {type(raw).__name__}")
+    tokens = []
+    for item in raw:
+        if isinstance(item, bool) or not isinstance(item, (int, str)):
+            tokens.append(repr(item))
+        else:
+            tokens.extend(t for t in SEPARATORS.split(str(item)) if t)
+    return tokens
+
+
+def bad_ids(tokens: list[str]) -> list[str]:
+    """The tokens that are not a positive whole number within bigint, each once, in order."""
+    return list(dict.fromkeys(t for t in tokens if not re.fullmatch(r"[0-9]+", t) or not 0 < int(t) <= MAX_ID))
+
+
 def parse_ids(raw: Any) -> tuple[int, ...]:
     """IDs from a string (one per line, or separated by commas or spaces) or a list.
 
@@ -27,25 +48,13 @@ def parse_ids(raw: Any) -> tuple[int, ...]:
     """
     if raw is None or raw == "" or raw == []:
         raise SelectiveError("no IDs given: enter at least one ID (one per line, or separated by commas or spaces)")
-    if isinstance(raw, str):
-        tokens = [t for t in SEPARATORS.split(raw) if t]
-    elif isinstance(raw, (list, tuple)):
-        tokens = []
-        for item in raw:
-            if isinstance(item, bool) or not isinstance(item, (int, str)):
-                tokens.append(repr(item))
-            elif isinstance(item, int):
-                tokens.append(str(item))
-            else:
-                tokens.extend(t for t in SEPARATORS.split(item) if t)
-    else:
-        raise SelectiveError(f"IDs must be text or a list of numbers, got {type(raw).__name__}")
+    tokens = id_tokens(raw, SelectiveError)
     if not tokens:
         raise SelectiveError("no IDs given: enter at least one ID (one per line, or separated by commas or spaces)")
-    bad = [t for t in tokens if not re.fullmatch(r"[0-9]+", t) or not 0 < int(t) <= MAX_ID]
+    bad = bad_ids(tokens)
     if bad:
-        shown = ", ".join(repr(t) for t in dict.fromkeys(bad))
-        noun = "ID" if len(set(bad)) == 1 else "IDs"
+        shown = ", ".join(repr(t) for t in bad)
+        noun = "ID" if len(bad) == 1 else "IDs"
         raise SelectiveError(f"{noun} {shown} not a positive whole number: IDs are district personIDs "
                              "or enrollmentIDs, one per line or separated by commas or spaces")
     keys = tuple(sorted({int(t) for t in tokens}))
