@@ -81,6 +81,7 @@ def test_resync_runs_then_sends_nothing(edfi):
     assert out.task_states["delete_documents"] == out.task_states["finish_request"] == "success"
     (batch,) = batches(state)
     assert batch["kind"] == "edfi_resync" and batch["status"] == "complete"
+    assert batch["details"]["dependency_check"] == []  # checked against the API's list: they agree
     by = {r["object"]: r for r in batch["results"]}
     assert set(by) == planned
     for name, r in by.items():
