@@ -116,3 +116,32 @@ def test_refusals_write_nothing(edfi):
     assert out.state == "failed" and out.task_states["start_request"] == "failed"
     assert batches(state) == []
     assert documents(edfi["info"], "schools") == []
+
+
+def test_a_failed_resource_fails_the_run(edfi, monkeypatch):
+    """sessions cannot be extracted (its Campus table is gone): its task fails, the resources
+    depending on it are not run, the others are sent, and finish_request fails the run."""
+    from campus_sync.orchestration import edfi_dags
+
+    monkeypatch.setattr(edfi_dags, "DEFAULT_ARGS", {**edfi_dags.DEFAULT_ARGS, "retries": 0})  # fail at once
+    with psycopg.connect(edfi["districts"]["0101"]) as conn:
+        conn.execute("ALTER TABLE campus_edfi.term RENAME TO term_gone")
+    out = run_dag(DAG_ID, {"configuration": "demo", "all_schools": True,
+                           "resources": ["sections", "staffs"]})
+    assert out.state == "failed"
+    ts = out.task_states
+    assert ts["send_sessions"] == "failed"
+    assert ts["send_courseOfferings"] == ts["send_sections"] == "upstream_failed"
+    assert ts["send_schools"] == ts["send_courses"] == ts["send_staffs"] == "success"
+    assert ts["finish_request"] == "failed"
+    leaves = {t for t in ts if not t.startswith("send_")} - {"start_request", "delete_documents"}
+    assert leaves == {"finish_request"}
+    (batch,) = batches(edfi["state"])
+    by = {r["object"]: r["status"] for r in batch["results"]}
+    assert batch["status"] == "failed"
+    assert by["sessions"] == "failed" and by["sections"] == by["courseOfferings"] == "not_run"
+    assert by["schools"] != "failed" and by["staffs"] != "failed"
+    assert len(documents(edfi["info"], "staffs")) > 0
+    from campus_sync.edfi import resync
+
+    assert resync.read_only("demo") == []  # the failed request's combinations are free again
