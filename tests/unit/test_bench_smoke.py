@@ -66,3 +66,20 @@ def test_bench_district_small(make_db, monkeypatch, request):
     assert res["district_inserted"] > 0 and res["district_unchanged_written"] == 0
     assert res["district_first_load_s"] > 0 and res["district_unchanged_resync_s"] > 0
     assert res["district_object_fixed_cost_ms"] > 0
+
+
+def test_bench_airflow_districts_needs_start():
+    from campus_sync.cli import main
+
+    with pytest.raises(SystemExit, match="--districts needs --start"):
+        main(["bench", "airflow", "--districts", "3", "--students", "5"])
+
+
+def test_bench_airflow_rows_added_and_object_tasks():
+    from campus_sync.bench import airflow_tasks as bench_airflow
+
+    added = bench_airflow.rows_added({"task_instance": 10, "xcom": 5, "log": 7}, {"task_instance": 66, "xcom": 5,
+                                                                                   "log": 120, "dag_run": 1})
+    assert added == {"total": 56 + 113 + 1, "top_tables": {"log": 113, "task_instance": 56, "dag_run": 1}}
+    assert [bench_airflow.is_object_task(t) for t in ("district.School", "School", "start_request",
+                                                       "finish_request")] == [True, True, False, False]
