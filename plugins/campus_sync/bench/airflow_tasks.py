@@ -85,6 +85,20 @@ class Client:
                 raise TimeoutError(f"{dag_id} not parsed by the dag-processor after {timeout:.0f} s")
             time.sleep(2)
 
+    def wait_shape(self, dag_id: str, shape: str, timeout: float = 300) -> None:
+        """Until the dag-processor has stored `dag_id` in `shape` (a home reused with another shape
+        holds the previous one until the DAG file is parsed again)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            r = self.http.get(f"/api/v2/dags/{dag_id}/tasks")
+            if r.status_code == 200:
+                mapped = any(t["task_id"].startswith(GROUP) for t in r.json()["tasks"])
+                if mapped == (shape == "per_district_object"):
+                    return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{dag_id} not parsed in shape {shape} after {timeout:.0f} s")
+            time.sleep(2)
+
     def trigger(self, dag_id: str, conf: dict) -> str:
         self.http.patch(f"/api/v2/dags/{dag_id}", params={"update_mask": "is_paused"}, json={"is_paused": False})
         r = self.http.post(f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf})
@@ -270,9 +284,11 @@ def floor_dags_folder(folder, project_dags, shape: str = "per_district_object") 
     (folder / f"{FLOOR_DAG_ID}.py").write_text(source)
 
 
-def floor(client: Client, real: dict, timeout: float = 1800) -> dict:
+def floor(client: Client, real: dict, timeout: float = 1800, shape: str | None = None) -> dict:
     """Run the floor DAG and set its per-task cost against `real`'s median SQL time."""
     client.wait_dag(FLOOR_DAG_ID)
+    if shape:
+        client.wait_shape(FLOOR_DAG_ID, shape)
     t0 = time.monotonic()
     run_id = client.trigger(FLOOR_DAG_ID, {})
     dag_run = client.wait_run(FLOOR_DAG_ID, run_id, timeout)

@@ -122,11 +122,13 @@ def cmd_bench_airflow(args: argparse.Namespace) -> int:
             sampler = bench_airflow.ConnectionSampler(
                 "campus_state", [d.conn_id for d in cfg.districts], deployment.meta_db, bench_airflow.APP_NAME)
             meta = deployment.meta_db
+            client.wait_dag(args.dag)
+            client.wait_shape(args.dag, shape)
         res = bench_airflow.run(client, tasks.state_dsn(), args.dag, json.loads(args.conf), timeout=args.timeout,
                                 sampler=sampler, meta_db=meta)
         res["shape"], res["executor"], res["seeded"] = shape, args.executor, seeded
         if args.floor:
-            res["floor"] = bench_airflow.floor(client, res, timeout=args.timeout)
+            res["floor"] = bench_airflow.floor(client, res, timeout=args.timeout, shape=shape)
     finally:
         if deployment is not None:
             deployment.stop()
