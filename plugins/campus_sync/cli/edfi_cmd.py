@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from campus_sync.edfi.api.describe import describe
+
 
 def _rate(text: str) -> float:
     try:
@@ -184,17 +186,6 @@ def _api(args: argparse.Namespace):
     return LocalEdFiApi(options=opts, dsn=args.dsn, key=args.key, secret=args.secret)
 
 
-def _describe(info: dict) -> str:
-    return (f"local Ed-Fi API (a local implementation of the Ed-Fi API client contract, for development and tests)\n"
-            f"  base URL:        {info['base_url']}\n"
-            f"  token URL:       {info['oauth_url']}\n"
-            f"  data URL:        {info['data_url']}/ed-fi/...   (routes: {info['routes']}; "
-            f"Ed-Fi Data Standard {info.get('data_standard', '?')})\n"
-            f"  client key:      {info['key']}\n"
-            f"  client secret:   {info['secret']}\n"
-            f"  port {info['port']}, pid {info['pid']}; stop: campus-sync edfi api stop")
-
-
 def cmd_start(args: argparse.Namespace) -> int:
     from campus_sync.cli import CliError
     from campus_sync.edfi.api.server import ApiStartError
@@ -210,7 +201,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({**info, "started": started}))
     else:
-        print(("started " if started else "already running: ") + _describe(info))
+        print(("started " if started else "already running: ") + describe(info))
     return 0
 
 
@@ -230,7 +221,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"running": info is not None, **(info or {})}))
     else:
-        print(("running: " + _describe(info)) if info else "the local Ed-Fi API is not running")
+        print(("running: " + describe(info)) if info else "the local Ed-Fi API is not running")
     return 0 if info else 3
 
 

@@ -101,8 +101,13 @@ def cmd_demo_run(args: argparse.Namespace) -> int:
     if not outcome.ok:
         raise CliError(f"campus_full_resync run {outcome.run_id} ended {outcome.state}")
     from campus_sync.demo import edfi_demo
+    from campus_sync.edfi.api.server import ApiStartError
 
-    if not edfi_demo.run():  # the Ed-Fi Resync of configuration demo into the local Ed-Fi API
+    try:
+        ok = edfi_demo.run()
+    except ApiStartError as exc:
+        raise CliError(f"the local Ed-Fi API did not start: {exc}") from None
+    if not ok:  # the Ed-Fi Resync of configuration demo into the local Ed-Fi API
         raise CliError("the Ed-Fi resync of configuration demo failed (see its results above)")
     return 0
 

@@ -12,10 +12,9 @@ def run() -> bool:
     True when the resync succeeded or the deployment has no `demo` Ed-Fi configuration."""
     import psycopg
 
-    from campus_sync.cli import CliError
-    from campus_sync.cli.edfi_cmd import _describe
     from campus_sync.edfi import request as edfi_request
-    from campus_sync.edfi.api.server import ApiStartError, LocalEdFiApi
+    from campus_sync.edfi.api.describe import describe
+    from campus_sync.edfi.api.server import LocalEdFiApi
     from campus_sync.orchestration import runner, tasks
     from campus_sync.tools import history
 
@@ -24,11 +23,8 @@ def run() -> bool:
         print(f"\n(no Ed-Fi configuration {DEMO_CONFIGURATION!r} in the deployment config: no Ed-Fi resync)")
         return True
     conf = confs[DEMO_CONFIGURATION]
-    try:
-        info, started = LocalEdFiApi().start(timeout=120)
-    except ApiStartError as exc:
-        raise CliError(f"the local Ed-Fi API did not start: {exc}") from None
-    print("\n" + ("started " if started else "already running: ") + _describe(info))
+    info, started = LocalEdFiApi().start(timeout=120)  # ApiStartError: the CLI names it
+    print("\n" + ("started " if started else "already running: ") + describe(info))
     print(f"\nrunning edfi_resync for configuration {conf.name} (district {conf.district}, every school) ...",
           flush=True)
     outcome = runner.run_dag("edfi_resync", {"configuration": conf.name, "all_schools": True})
