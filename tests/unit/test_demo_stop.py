@@ -89,3 +89,23 @@ def test_demo_stop_refuses_while_the_local_airflow_runs_and_clean_stops_both(hom
         except ProcessLookupError:
             pass
         scheduler.wait()
+
+
+def test_demo_stop_and_clean_stop_the_local_edfi_api_on_the_embedded_server(home):
+    """The local Ed-Fi API keeps its documents on the embedded server, so stopping or removing that
+    server stops the API too: never an API left answering on a stopped or deleted database."""
+    started = _cli(home, "edfi", "api", "start", "--port", "0", "--json")
+    assert started.returncode == 0, started.stderr
+    api_pid = int((home / "edfi-api" / "api.pid").read_text())
+    assert _alive(api_pid)
+    stop = _cli(home, "demo", "stop")
+    assert stop.returncode == 0, stop.stderr
+    assert "stopped the local Ed-Fi API" in stop.stdout
+    assert not _alive(api_pid)
+
+    assert _cli(home, "edfi", "api", "start", "--port", "0", "--json").returncode == 0
+    api_pid = int((home / "edfi-api" / "api.pid").read_text())
+    clean = _cli(home, "demo", "clean")
+    assert clean.returncode == 0, clean.stderr
+    assert not _alive(api_pid)
+    assert not home.exists() or "edfi-api" not in [p.name for p in home.iterdir()]

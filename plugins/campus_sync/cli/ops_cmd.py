@@ -114,8 +114,18 @@ def cmd_demo_run(args: argparse.Namespace) -> int:
 
 # What $CAMPUS_SYNC_HOME holds for the demo, and `demo clean` removes: the embedded PostgreSQL's
 # data directory, the local Airflow's home (`make airflow`, `make demo`'s dag.test metadata), the
-# hierarchy cache, the runtime directory (pgserver's lock) and the seeding markers.
-DEMO_DATA = ("pgdata", "airflow", "cache", "runtime")
+# hierarchy cache, the runtime directory (pgserver's lock), the local Ed-Fi API's state (its
+# documents live in pgdata) and the seeding markers.
+DEMO_DATA = ("pgdata", "airflow", "cache", "runtime", "edfi-api")
+
+
+def _stop_local_edfi_api() -> None:
+    """The local Ed-Fi API keeps its documents on the embedded server: it stops with it."""
+    from campus_sync.edfi.api.server import LocalEdFiApi
+
+    pid = LocalEdFiApi().stop()
+    if pid:
+        print(f"stopped the local Ed-Fi API (pid {pid})")
 
 
 def cmd_demo_stop(args: argparse.Namespace) -> int:
@@ -129,6 +139,7 @@ def cmd_demo_stop(args: argparse.Namespace) -> int:
         if running:
             raise CliError(f"the local Airflow in {default_home()} runs on the embedded PostgreSQL "
                            f"({', '.join(running)}): make airflow-stop first (or demo stop --force)")
+    _stop_local_edfi_api()
     pgdata = db.stop_embedded()
     print(f"stopped the embedded PostgreSQL ({pgdata})" if pgdata
           else f"the embedded PostgreSQL ({db.home() / 'pgdata'}) is not running")
@@ -150,6 +161,7 @@ def cmd_demo_clean(args: argparse.Namespace) -> int:
         raise CliError(f"the local Airflow in {default_home()} did not stop, nothing removed: {exc}") from None
     if stopped:
         print(f"stopped Airflow: {', '.join(stopped)}")
+    _stop_local_edfi_api()
     if db.stop_embedded():
         print(f"stopped the embedded PostgreSQL ({home / 'pgdata'})")
     if not home.is_dir():
