@@ -16,6 +16,9 @@ def nv_config(tmp_path, monkeypatch):
         "embedded_postgres: true\n"
         "current_school_year: 2027\n"
         "state_conn_id: campus_state\n"
+        # The per-district shape everywhere, so each district's refresh is a task of its own here;
+        # the weekly resync's default per-object shape is checked in test_attendance_dags.py.
+        "full_resync_shape: per_district_object\n"
         "districts:\n"
         "  - {id: NV02, name: Clark County School District}\n"
         "  - {id: NV16, name: Washoe County School District}\n"

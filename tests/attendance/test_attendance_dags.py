@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -80,7 +81,7 @@ def backdate(dsn) -> tuple[int, dt.date, int, int]:
     return enr, day, present, absent
 
 
-def test_refresh_task_precedes_attdayaggregation_in_every_dag(nv_config, airflow_db, graph, monkeypatch):
+def test_refresh_task_precedes_attdayaggregation_in_every_dag(nv_config, airflow_db, graph, monkeypatch, tmp_path):
     for dag_id in ("campus_full_resync", "campus_partial_resync", PRESET):
         dag = get_dag(dag_id)
         refresh = dag.get_task(f"{GROUP}.{REFRESH}")
@@ -100,10 +101,22 @@ def test_refresh_task_precedes_attdayaggregation_in_every_dag(nv_config, airflow
                         "confirm_deletes": False}
     assert preset.schedule is None and "Attendance Aggregation Refresh" in preset.doc_md
 
+    # the weekly resync in its per-object shape: one refresh task (every district inside it), before
+    # AttDayAggregation and waited for by the request
+    per_object = tmp_path / "nevada_per_object.yaml"
+    per_object.write_text(Path(os.environ["CAMPUS_SYNC_CONFIG"]).read_text().replace(
+        "full_resync_shape: per_district_object", "full_resync_shape: per_object"))
+    monkeypatch.setenv("CAMPUS_SYNC_CONFIG", str(per_object))
+    weekly = get_dag("campus_full_resync")
+    refresh = weekly.get_task(REFRESH)
+    assert {AGG, "finish_request"} <= refresh.downstream_task_ids
+    assert REFRESH in weekly.get_task(AGG).upstream_task_ids
+    assert weekly.params.get_param(attendance.PARAM).value is True
+
     # a KY deployment syncs neither attendance object: no refresh task, no param, no preset
     monkeypatch.setenv("CAMPUS_SYNC_CONFIG", KY_CONFIG)
     full = get_dag("campus_full_resync")
-    assert f"{GROUP}.{REFRESH}" not in full.task_ids and attendance.PARAM not in full.params
+    assert not {REFRESH, f"{GROUP}.{REFRESH}"} & set(full.task_ids) and attendance.PARAM not in full.params
     with pytest.raises(KeyError, match=PRESET):
         get_dag(PRESET)
 
