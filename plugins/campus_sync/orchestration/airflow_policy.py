@@ -14,11 +14,13 @@ from __future__ import annotations
 from pathlib import Path
 
 DAGS_FOLDER = Path(__file__).resolve().parents[3] / "dags"
+# Runs a user or an event starts (the Ed-Fi person events' Asset): paused, they would wait forever.
+EVENT_OR_MANUAL = ("NullTimetable", "AssetTriggeredTimetable")
 
 
 def dag_policy(dag) -> None:
-    """Manual DAGs of this project's dags/ (no schedule) start unpaused; nothing else changes."""
-    if dag.is_paused_upon_creation is not None or type(dag.timetable).__name__ != "NullTimetable":
+    """Manual and event-triggered DAGs of this project's dags/ start unpaused; nothing else changes."""
+    if dag.is_paused_upon_creation is not None or type(dag.timetable).__name__ not in EVENT_OR_MANUAL:
         return
     try:
         inside = Path(dag.fileloc).resolve().is_relative_to(DAGS_FOLDER)
