@@ -43,7 +43,7 @@ def test_dsn_prints_only_the_uri(server_dsn, tmp_path, runtime):
     env = dict(os.environ)
     env.pop("XDG_RUNTIME_DIR", None)
     if runtime == "wrong mode":
-        shared = tmp_path / "shared"
+        shared = tmp_path / "world_readable"
         shared.mkdir(mode=0o755)
         shared.chmod(0o755)
         env["XDG_RUNTIME_DIR"] = str(shared)
