@@ -30,6 +30,8 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from campus_sync.orchestration.local_airflow import _alive, free_port  # one copy of the process helpers
+
 DEFAULT_PORT = 8765
 DATABASE = "edfi_local"
 DSN_ENV = "CAMPUS_SYNC_EDFI_DSN"
@@ -176,7 +178,7 @@ class LocalEdFiApi:
         if self.pid_file.exists() and self.pid() is None:
             self.pid_file.unlink(missing_ok=True)
         _check_database(dsn)
-        port = self.options.port or _free_port(self.options.host)
+        port = self.options.port or free_port(self.options.host)
         _check_port_free(self.options.host, port)
         opts = Options(**{**asdict(self.options), "port": port})
         env = dict(os.environ)
@@ -251,19 +253,6 @@ def _embedded_dsn() -> str:
     return db.embedded_dsn(DATABASE)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
 def _runs_server(pid: int) -> bool:
     if not _alive(pid):
         return False
@@ -289,12 +278,6 @@ def _signal_group(pid: int, sig: int) -> None:
             os.kill(pid, sig)
         except (ProcessLookupError, PermissionError):
             pass
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def _check_port_free(host: str, port: int) -> None:
