@@ -78,9 +78,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                            help="Retry-After of 429/503 faults, in seconds (default 1)")
             p.add_argument("--fault-delay", type=float, default=2.0, metavar="S",
                            help="delay of a slow answer, in seconds (default 2)")
-            p.add_argument("--routes", choices=["shared", "year", "tenant-year"], default="shared",
+            p.add_argument("--routes", choices=["shared", "year", "context-year", "tenant-year"], default="shared",
                            help="route style: shared /data/v3/ed-fi/... (ODS/API 7.x, default), year "
-                                "/data/v3/{year}/ed-fi/... (5.x/6.x year-specific), tenant-year "
+                                "/data/v3/{year}/ed-fi/... (5.x/6.x year-specific), context-year "
+                                "/{year}/data/v3/ed-fi/... (7.x with a year context, no tenant), tenant-year "
                                 "/{tenant}/{year}/data/v3/ed-fi/... (7.x multi-tenant with a year context)")
             p.add_argument("--tenant", default="district", help="tenant-year routes: the tenant (default district)")
             p.add_argument("--school-year", type=int, default=None,

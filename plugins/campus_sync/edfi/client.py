@@ -42,7 +42,8 @@ class EdfiAuthError(RuntimeError):
 class ApiConnection:
     """An Ed-Fi API: base URL (`host` of the Airflow connection), key and secret (`login`,
     `password`), and in `extra`: route_style (shared: ODS/API 7.x; year: 5.x/6.x year-specific;
-    tenant-year: 7.x multi-tenant), api_version, tenant."""
+    context-year: 7.x with a school-year context, no tenant; tenant-year: 7.x multi-tenant),
+    api_version, tenant."""
 
     base_url: str
     key: str
@@ -57,6 +58,8 @@ class ApiConnection:
         """The data management API, ending before `/ed-fi/{resource}`."""
         if self.route_style == "year":
             return f"{self.base_url}/data/v3/{self.school_year}"
+        if self.route_style == "context-year":
+            return f"{self.base_url}/{self.school_year}/data/v3"
         if self.route_style == "tenant-year":
             return f"{self.base_url}/{self.tenant}/{self.school_year}/data/v3"
         return f"{self.base_url}/data/v3"
@@ -71,6 +74,8 @@ class ApiConnection:
     def dependencies_url(self) -> str:
         if self.route_style == "year":
             return f"{self.base_url}/metadata/data/v3/{self.school_year}/dependencies"
+        if self.route_style == "context-year":
+            return f"{self.base_url}/{self.school_year}/metadata/data/v3/dependencies"
         if self.route_style == "tenant-year":
             return f"{self.base_url}/{self.tenant}/{self.school_year}/metadata/data/v3/dependencies"
         return f"{self.base_url}/metadata/data/v3/dependencies"
@@ -87,10 +92,13 @@ def _from_airflow_connection(conn, where: str, school_year: int) -> ApiConnectio
         host = f"{host}:{conn.port}"
     extra = conn.extra_dejson or {}
     style = str(extra.get("route_style", "shared"))
-    if style not in ("shared", "year", "tenant-year"):
-        raise EdfiConnectionError(f"{where}: extra route_style {style!r} must be shared, year or tenant-year")
+    if style not in ("shared", "year", "context-year", "tenant-year"):
+        raise EdfiConnectionError(f"{where}: extra route_style {style!r} must be shared, year, context-year or tenant-year")
     if style == "tenant-year" and not extra.get("tenant"):
         raise EdfiConnectionError(f"{where}: route_style tenant-year needs extra tenant")
+    if style == "context-year" and extra.get("tenant"):
+        raise EdfiConnectionError(f"{where}: route_style context-year takes no tenant; for /{{tenant}}/{{year}} routes "
+                                  "use tenant-year")
     if not conn.login or not conn.password:
         raise EdfiConnectionError(f"{where}: the key (login) and secret (password) are required")
     return ApiConnection(base_url=host.rstrip("/"), key=conn.login, secret=conn.password, school_year=school_year,

@@ -30,7 +30,7 @@ from campus_sync.tools.selective_input import bad_ids, id_tokens
 
 MAX_IDS = 10_000
 SEPARATORS = re.compile(r"[\s,]+")
-ROUTE_STYLES = ("shared", "year", "tenant-year")
+ROUTE_STYLES = ("shared", "year", "context-year", "tenant-year")
 PARAMS = ("configuration", "schools", "all_schools", "person_ids", "course_ids", "section_ids", "resources",
           "select_dependencies", "run_cleanup", "confirm_deletes")
 # The resources the extract queries (include/sql/edfi/<resource>.sql) can build.

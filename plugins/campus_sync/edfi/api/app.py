@@ -19,6 +19,8 @@ Route styles (`routes`):
 - "shared" (ODS/API 7.x default): /data/v3/ed-fi/{resource}, token at /oauth/token.
 - "year" (ODS/API 5.x/6.x year-specific mode): /data/v3/{year}/ed-fi/{resource}; as those
   versions do, GET / lists the *calendar* year's URLs, so a client must know its school year.
+- "context-year" (ODS/API 7.x with a school-year context, no tenant): /{year}/data/v3/ed-fi/
+  {resource}, token at /oauth/token; GET /{year} is that context's discovery document.
 - "tenant-year" (ODS/API 7.x multi-tenant with a school-year context): /{tenant}/{year}/data/v3/
   ed-fi/{resource}, token at /{tenant}/oauth/token; GET /{tenant}/{year} is that context's
   discovery document. An unknown tenant or a year outside the school years → 404.
@@ -50,7 +52,7 @@ from campus_sync.edfi.api.faults import FaultPlan, reset_connection
 from campus_sync.edfi.api.storage import Conflict, Store, key_text
 from campus_sync.edfi.model import Model, Property, Resource
 
-ROUTE_STYLES = ("shared", "year", "tenant-year")
+ROUTE_STYLES = ("shared", "year", "context-year", "tenant-year")
 IMPLEMENTATION = ("campus-sync local Ed-Fi API: a local implementation of the Ed-Fi API client contract "
                   "for development and tests (not an Ed-Fi ODS/API)")
 API_VERSION = "1.0.0"
@@ -245,19 +247,21 @@ class EdFiApi:
         if parts == ["health"]:
             return Route("health")
         style = self.settings.routes
-        if style == "tenant-year":
+        if style in ("tenant-year", "context-year"):
             if not parts:
-                return Route("discovery", tenant=self.settings.tenant)
-            if parts[0] != self.settings.tenant:
-                raise not_found()
-            tenant, parts = parts[0], parts[1:]
+                return Route("discovery", tenant=self.settings.tenant if style == "tenant-year" else "")
+            tenant = ""
+            if style == "tenant-year":
+                if parts[0] != self.settings.tenant:
+                    raise not_found()
+                tenant, parts = parts[0], parts[1:]
             if parts == ["oauth", "token"]:
                 return Route("token", tenant=tenant)
             if not parts or not self._year_ok(parts[0]):
                 raise not_found()
             year, parts = parts[0], parts[1:]
-            prefix = f"/{tenant}/{year}"
-            context = f"{tenant}/{year}"
+            prefix = f"/{tenant}/{year}" if tenant else f"/{year}"
+            context = f"{tenant}/{year}" if tenant else year
             if not parts:
                 return Route("discovery", context, tenant, prefix)
             if parts == ["metadata", "data", "v3", "dependencies"]:
@@ -340,9 +344,10 @@ class EdFiApi:
             urls = {"dependencies": f"{base}/metadata/data/v3/{year}/dependencies", "oauth": f"{base}/oauth/token",
                     "dataManagementApi": f"{base}/data/v3/{year}"}
         else:
-            prefix = route.prefix or f"/{self.settings.tenant}/{self.settings.school_year or current_school_year()}"
+            tenant = f"/{self.settings.tenant}" if style == "tenant-year" else ""
+            prefix = route.prefix or f"{tenant}/{self.settings.school_year or current_school_year()}"
             urls = {"dependencies": f"{base}{prefix}/metadata/data/v3/dependencies",
-                    "oauth": f"{base}/{self.settings.tenant}/oauth/token",
+                    "oauth": f"{base}{tenant}/oauth/token",
                     "dataManagementApi": f"{base}{prefix}/data/v3/"}
         doc["urls"] = urls
         return doc

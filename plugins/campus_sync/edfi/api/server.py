@@ -310,6 +310,9 @@ def urls(options: Options, port: int, school_year: int) -> dict:
     if options.routes == "tenant-year":
         return {"base_url": f"{root}/{options.tenant}/{school_year}", "oauth_url": f"{root}/{options.tenant}/oauth/token",
                 "data_url": f"{root}/{options.tenant}/{school_year}/data/v3"}
+    if options.routes == "context-year":
+        return {"base_url": f"{root}/{school_year}", "oauth_url": f"{root}/oauth/token",
+                "data_url": f"{root}/{school_year}/data/v3"}
     if options.routes == "year":
         return {"base_url": root, "oauth_url": f"{root}/oauth/token", "data_url": f"{root}/data/v3/{school_year}"}
     return {"base_url": root, "oauth_url": f"{root}/oauth/token", "data_url": f"{root}/data/v3"}
