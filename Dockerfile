@@ -19,7 +19,9 @@ RUN pip install --no-cache-dir -c /opt/campus-sync/constraints.txt \
         "reportlab==5.1.0" \
         "httpx==0.28.1" \
         "msgspec==0.22.0" \
-        "uvicorn==0.54.0"
+        "uvicorn==0.54.0" \
+        "httptools==0.9.0" \
+        "uvloop==0.23.0"
 
 # The project itself, baked in: DAGs, the package and the page (plugins/), the hierarchy, SQL and
 # deployment configurations (include/). docker-compose.yaml bind-mounts the same folders over
