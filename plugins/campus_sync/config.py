@@ -23,7 +23,8 @@ CONN_ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,199}$")
 KNOWN_KEYS = ("state", "full_resync_schedule", "current_school_year", "state_conn_id", "districts",
               "embedded_postgres", "max_delete_share", "delete_guard_min_rows", "attendance_refresh",
               "edfi",  # edfi: read by campus_sync.edfi.request
-              "full_resync_shape", "districts_in_parallel", "state_pool", "state_pool_slots")
+              "full_resync_shape", "districts_in_parallel", "state_pool", "state_pool_slots",
+              "connection_retries")
 # How the weekly full resync is rendered: `per_object` (one task per object, every district inside
 # it, a bounded number at a time) or `per_district_object` (one task per object per district).
 FULL_RESYNC_SHAPES = ("per_object", "per_district_object")
@@ -61,6 +62,7 @@ class Config:
     districts_in_parallel: int = 4  # per_object: districts one object task syncs at once
     state_pool: str = "campus_state"  # per_object: the Airflow pool its object tasks run in
     state_pool_slots: int = 2  # the pool's size where this package creates it (local Airflow)
+    connection_retries: ConnectionRetries = field(default_factory=lambda: ConnectionRetries())
 
     def district(self, district_id: str) -> District:
         for d in self.districts:
@@ -175,6 +177,7 @@ def parse(path: Path) -> Config:
         districts_in_parallel=parallel,
         state_pool=pool,
         state_pool_slots=slots,
+        connection_retries=parse_connection_retries(doc.get("connection_retries"), path),
     )
 
 
@@ -233,6 +236,52 @@ def schedule_problem(expr: str) -> str | None:
     except CroniterBadDateError:
         return "never runs: no date matches it (e.g. February 30th), so the weekly resync would never start"
     return None
+
+
+# ----------------------------------------------------------------- connection retries
+MAX_RETRIES = 10
+MAX_RETRY_WAIT = 300.0  # seconds: no wait between two tries is longer
+
+
+@dataclass(frozen=True)
+class ConnectionRetries:
+    """How often the weekly resync's `per_object` shape tries a district again, inside its
+    object's task, when a database connection fails (refused, lost mid-sync), and how long it
+    waits first: `delay_seconds`, doubled for each further retry (at most MAX_RETRY_WAIT). A
+    retry inside the task re-runs that district alone; an Airflow retry of the task would
+    re-run every district of the object. Each try is a fresh connection and a fresh
+    transaction. (The one-task-per-district-object shape leaves retries to Airflow.)"""
+
+    retries: int = 2
+    delay_seconds: float = 5.0
+
+    def wait(self, failed_tries: int) -> float:
+        """Seconds to wait after `failed_tries` tries have failed."""
+        return min(self.delay_seconds * 2 ** (failed_tries - 1), MAX_RETRY_WAIT)
+
+
+def parse_connection_retries(raw, path: Path) -> ConnectionRetries:
+    """`connection_retries: 2`, or `connection_retries: {retries: 2, delay_seconds: 5}` (both
+    keys optional); absent: 2 retries, 5 s then 10 s."""
+    where = f"{path}: 'connection_retries'"
+    if raw is None:
+        return ConnectionRetries()
+    if not isinstance(raw, dict):
+        if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw <= MAX_RETRIES:
+            raise ConfigError(f"{where} must be a whole number from 0 to {MAX_RETRIES} or a mapping like "
+                              "{retries: 2, delay_seconds: 5}")
+        return ConnectionRetries(retries=raw)
+    unknown = sorted(str(k) for k in raw if k not in ("retries", "delay_seconds"))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {', '.join(map(repr, unknown))}; use retries, delay_seconds")
+    retries = raw.get("retries", ConnectionRetries.retries)
+    if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= MAX_RETRIES:
+        raise ConfigError(f"{path}: 'connection_retries.retries' must be a whole number from 0 to {MAX_RETRIES}, e.g. 2")
+    delay = raw.get("delay_seconds", ConnectionRetries.delay_seconds)
+    if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not 0 <= delay <= MAX_RETRY_WAIT:
+        raise ConfigError(f"{path}: 'connection_retries.delay_seconds' must be a number of seconds from 0 to "
+                          f"{MAX_RETRY_WAIT:g}, e.g. 5")
+    return ConnectionRetries(retries=retries, delay_seconds=float(delay))
 
 
 # ----------------------------------------------------------------- attendance refresh

@@ -1,11 +1,16 @@
-"""A bad district value fails its object's task at once through the real DAG (dag.test()): one
-try, not the retries a transient failure gets, and the history names side, district, object
-and column."""
+"""One object per district per task (the partial resync's shape) through the real DAG
+(dag.test()): a bad district value fails its object's task at once (one try, not the retries a
+transient failure gets) and the history names side, district, object and column; a refused
+connection is what Airflow's retries are for."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
+from refusing_port import RefusingPort
 
 from campus_sync.orchestration import runner
 
@@ -35,3 +40,23 @@ def test_a_bad_value_fails_the_task_without_retrying(airflow_db, deployment):
         (message,) = conn.execute("SELECT message FROM sync.batch_result WHERE object = 'VaccineShot'").fetchone()
     assert message.startswith("state database: syncing VaccineShot for district 0101: column shotDate: "
                               'invalid input syntax for type date: "soon"'), message
+
+
+def test_a_refused_connection_is_retried_by_airflow(airflow_db, deployment, server_dsn, monkeypatch):
+    """District 0101's database refuses the first connection, then accepts: the object's task
+    fails its first try and Airflow's retry syncs it; the history ends green."""
+    from campus_sync import db
+    from campus_sync.orchestration import dagbuild
+
+    monkeypatch.setitem(dagbuild.DEFAULT_ARGS, "retry_delay", dt.timedelta(seconds=1))  # Airflow's retry, a shorter wait
+    with RefusingPort(server_dsn, refuse=1) as port:
+        monkeypatch.setenv("AIRFLOW_CONN_CAMPUS_DISTRICT_0101",
+                           port.dsn(conninfo_to_dict(deployment["districts"]["0101"])["dbname"]))
+        db.dsn.cache_clear()
+        out = runner.run_dag("campus_partial_resync", {"objects": ["District"], "districts": ["0101"]})
+        assert port.refused == 1
+    assert out.state == "success", out.task_states
+    assert tries(out.run_id, "district.District") == [(2, "success")]
+    with psycopg.connect(deployment["state"]) as conn:
+        assert conn.execute("SELECT district_id, object, status FROM sync.batch_result").fetchall() == [
+            ("0101", "District", "green")]

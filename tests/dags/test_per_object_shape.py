@@ -4,8 +4,13 @@ district, and the run fails through finish_request."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
+from refusing_port import RefusingPort
 
 from campus_sync.orchestration import runner, tasks
 
@@ -15,6 +20,22 @@ pytestmark = [pytest.mark.airflow, pytest.mark.db]
 def q(dsn, sql, params=()):
     with psycopg.connect(dsn) as conn:
         return conn.execute(sql, params).fetchall()
+
+
+def with_settings(tmp_path, monkeypatch, *lines: str) -> None:
+    """Run with the tests' configuration plus `lines`."""
+    path = tmp_path / "campus_sync.yaml"
+    path.write_text(Path(os.environ["CAMPUS_SYNC_CONFIG"]).read_text() + "".join(f"{x}\n" for x in lines))
+    monkeypatch.setenv("CAMPUS_SYNC_CONFIG", str(path))
+
+
+def through(port: RefusingPort, deployment: dict, district: str, monkeypatch) -> None:
+    """Connect to `district`'s database through `port` from now on."""
+    from campus_sync import db
+
+    monkeypatch.setenv(f"AIRFLOW_CONN_CAMPUS_DISTRICT_{district}",
+                       port.dsn(conninfo_to_dict(deployment["districts"][district])["dbname"]))
+    db.dsn.cache_clear()
 
 
 def test_blocked_districts_names_the_upstream_object():
@@ -44,22 +65,16 @@ def test_per_object_dag_shape(airflow_db, graph):
     assert dag.get_task("School").upstream_task_ids >= {"District", "start_request"}
 
 
-def test_a_district_that_refuses_connections_fails_alone(airflow_db, deployment, graph, monkeypatch):
-    """District 0102's database refuses connections: every root object fails there, every other
-    object is not_run there, 0101 syncs completely, and the run fails."""
-    import socket
-
-    from campus_sync import db
-
-    with socket.socket() as s:  # a port nothing listens on: connection refused
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    monkeypatch.setenv("AIRFLOW_CONN_CAMPUS_DISTRICT_0102", f"postgresql://nobody@127.0.0.1:{port}/campus")
-    db.dsn.cache_clear()
-    try:
+def test_a_district_that_refuses_connections_fails_alone(airflow_db, deployment, graph, server_dsn, tmp_path,
+                                                        monkeypatch):
+    """District 0102's database refuses every connection: each root object is tried there as
+    often as configured (inside its task), then fails there; every other object is not_run
+    there, 0101 syncs completely, and the run fails."""
+    with_settings(tmp_path, monkeypatch, "connection_retries: {retries: 1, delay_seconds: 0.1}")
+    with RefusingPort(server_dsn, refuse=None) as port:
+        through(port, deployment, "0102", monkeypatch)
         out = runner.run_dag("campus_full_resync", {})
-    finally:
-        db.dsn.cache_clear()
+        refused = port.refused
     enabled = graph.enabled("KY")
     assert out.state == "failed"
     assert out.task_states["finish_request"] == "failed"
@@ -74,11 +89,37 @@ def test_a_district_that_refuses_connections_fails_alone(airflow_db, deployment,
     assert roots and {n for n in enabled if res[("0102", n)][0] == "failed"} == roots
     assert all(res[("0102", n)][0] == "not_run" for n in enabled if n not in roots)
     assert res[("0102", "School")][1] == "not run: District failed for this district"
-    assert "refused" in res[("0102", "District")][1].lower() or "connect" in res[("0102", "District")][1].lower()
+    district = res[("0102", "District")][1]
+    assert district.startswith("district database: syncing District for district 0102: "), district
+    assert district.endswith("(connection failed on each of 2 tries)"), district
+    assert refused >= 2 * len(roots)  # each root tried twice (and the attendance refresh, if on)
     (batch,) = q(state, "SELECT status, details FROM sync.batch")
     assert batch[0] == "failed"
     assert sorted(batch[1]["failed"]) == sorted(f"0102:{n}" for n in roots)
     assert len(batch[1]["not_run"]) == len(enabled) - len(roots)
+
+
+def test_a_district_that_refuses_its_first_connection_is_retried_inside_the_task(
+        airflow_db, deployment, graph, server_dsn, tmp_path, monkeypatch):
+    """District 0102's database refuses the first connection made to it, then accepts: the
+    object that met the refusal is tried again inside its task (a fresh connection, a fresh
+    transaction) and succeeds; every object of both districts is synced, the history says which
+    one took a second try, and the run succeeds."""
+    with_settings(tmp_path, monkeypatch, "connection_retries: {retries: 2, delay_seconds: 0.2}")
+    with RefusingPort(server_dsn, refuse=1) as port:
+        through(port, deployment, "0102", monkeypatch)
+        out = runner.run_dag("campus_full_resync", {})
+        assert (port.refused, port.forwarded > 0) == (1, True)
+    assert out.state == "success", {k: v for k, v in out.task_states.items() if v != "success"}
+    enabled = graph.enabled("KY")
+    res = {(d, o): (s, m) for d, o, s, m in q(
+        deployment["state"], "SELECT district_id, object, status, message FROM sync.batch_result")}
+    assert all(res[(d, n)][0] in ("green", "yellow", "red") for d in ("0101", "0102") for n in enabled)
+    retried = {k: m for k, (s, m) in res.items() if m and "try 2 of 3" in m}
+    assert len(retried) == 1 and next(iter(retried))[0] == "0102", retried
+    (message,) = retried.values()
+    assert "succeeded on try 2 of 3 (connection failed before: district database: " in message, message
+    assert q(deployment["state"], "SELECT status, details->'failed' FROM sync.batch") == [("complete", [])]
 
 
 def test_an_object_that_fails_in_every_district_fails_its_task(airflow_db, deployment, graph):
@@ -103,6 +144,13 @@ def test_an_object_that_fails_in_every_district_fails_its_task(airflow_db, deplo
     ("districts_in_parallel: true", "'districts_in_parallel' must be a whole number from 1 to 64"),
     ("state_pool: 'campus state'", "'state_pool' 'campus state' must be an Airflow pool name"),
     ("state_pool_slots: 0", "'state_pool_slots' must be a whole number from 1 to 128"),
+    ("connection_retries: -1", "'connection_retries' must be a whole number from 0 to 10 or a mapping"),
+    ("connection_retries: 11", "'connection_retries' must be a whole number from 0 to 10 or a mapping"),
+    ("connection_retries: yes", "'connection_retries' must be a whole number from 0 to 10 or a mapping"),
+    ("connection_retries: {retries: 2, delay: 5}", "'connection_retries': unknown key 'delay'"),
+    ("connection_retries: {delay_seconds: -1}", "'connection_retries.delay_seconds' must be a number of seconds"),
+    ("connection_retries: {delay_seconds: 301}", "'connection_retries.delay_seconds' must be a number of seconds"),
+    ("connection_retries: {retries: 1.5}", "'connection_retries.retries' must be a whole number from 0 to 10"),
 ])
 def test_shape_settings_refused_with_their_name(tmp_path, line, problem):
     from campus_sync import config
@@ -127,3 +175,23 @@ def test_bench_scale_configuration_has_170_districts(tmp_path):
     assert len(cfg.districts) == 170 and cfg.districts[0].id == "0001" and cfg.districts[-1].id == "0170"
     assert (cfg.full_resync_shape, cfg.districts_in_parallel, cfg.state_pool, cfg.state_pool_slots) == (
         "per_district_object", 3, "campus_state", 5)
+
+
+@pytest.mark.parametrize("line, retries, delay, waits", [
+    (None, 2, 5.0, [5.0, 10.0]),
+    ("connection_retries: 0", 0, 5.0, []),
+    ("connection_retries: 3", 3, 5.0, [5.0, 10.0, 20.0]),
+    ("connection_retries: {retries: 4, delay_seconds: 100}", 4, 100.0, [100.0, 200.0, 300.0, 300.0]),
+    ("connection_retries: {delay_seconds: 0.5}", 2, 0.5, [0.5, 1.0]),
+])
+def test_connection_retries_setting(tmp_path, line, retries, delay, waits):
+    """A number is the retries; a mapping may also set the first wait, which doubles per retry
+    (at most 300 s)."""
+    from campus_sync import config
+    from campus_sync.bench import airflow_tasks as bench_airflow
+
+    path = tmp_path / "c.yaml"
+    path.write_text(bench_airflow.scale_config_text(2, "per_object", 4, 2) + (f"{line}\n" if line else ""))
+    got = config.parse(path).connection_retries
+    assert (got.retries, got.delay_seconds) == (retries, delay)
+    assert [got.wait(n) for n in range(1, got.retries + 1)] == waits

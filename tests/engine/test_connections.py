@@ -4,6 +4,8 @@ nothing stays open after the block (or without one)."""
 
 from __future__ import annotations
 
+import socket
+
 import psycopg
 import pytest
 
@@ -116,3 +118,27 @@ def test_the_state_connection_is_closed_even_when_giving_back_the_district_fails
     with pytest.raises(RuntimeError):
         sync(item)
     assert len(opened) == 2 and all(c.closed for c in opened)
+
+
+def test_a_refused_connection_is_a_connection_failure_that_writes_nothing(item, opened):
+    """A district that refuses connections fails the sync as `ConnectionFailedError` naming the
+    district's side (retried where the sync runs), and leaves no connection open; a refusal by
+    the engine itself (the mass-delete guard) is not a connection failure (not retried)."""
+    with socket.socket() as s:  # a port nothing listens on: connection refused
+        s.bind(("127.0.0.1", 0))
+        refusing = f"postgresql://nobody@127.0.0.1:{s.getsockname()[1]}/campus"
+    with pytest.raises(engine.ConnectionFailedError) as err:
+        engine.sync_object(item["graph"], "Item", district_id="0101", source_dsn=refusing,
+                           state_dsn=item["state"], scope=engine.Scope(2027))
+    assert str(err.value).startswith("district database: syncing Item for district 0101: "), err.value
+    assert isinstance(err.value, engine.SyncError) and engine.connection_failed(err.value)
+    assert engine.connection_failed(err.value.__cause__)  # psycopg's own error says so too
+    assert all(c.closed for c in opened)
+    with connect(item["state"]) as conn:
+        assert conn.execute("SELECT count(*) FROM state.item").fetchone()[0] == 0
+    sync(item)
+    with connect(item["district"]) as conn:
+        conn.execute("DELETE FROM campus.item WHERE id > 5")
+    with pytest.raises(engine.MassDeleteError) as refused:
+        sync(item)
+    assert not engine.connection_failed(refused.value)

@@ -72,6 +72,7 @@ def test_a_bad_district_value_fails_at_once_naming_side_district_object_and_colu
     with pytest.raises(engine.BadDataError) as err:
         sync_visits(visits)
     assert isinstance(err.value, engine.SyncError)  # what the DAG task fails at once on
+    assert not engine.connection_failed(err.value)  # ...and never retries
     msg = str(err.value)
     assert msg.startswith("district database: syncing Visit for district 0101: ")
     assert f"column {column}: {said}" in msg, msg

@@ -265,6 +265,8 @@ def test_a_lost_district_connection_names_the_side_the_district_and_the_object(g
         t.join(60)
         locker.rollback()
     assert "district database: syncing VaccineShot for district 0101" in str(out["err"])
+    assert isinstance(out["err"], engine.ConnectionFailedError)  # a fresh try may succeed: retried
+    assert engine.connection_failed(out["err"])
 
 
 def test_numeric_scale_in_a_full_copy_resync(graph, deployment):

@@ -15,7 +15,9 @@ compare (a resync: whole-scope digests of both sides in parallel; if they differ
    the given keys); the rows to delete are counted first, and a mass delete refused before
    the first write
 → commit, and return the counts. Any error rolls the whole object back; a data error (a value
-   PostgreSQL cannot take) fails at once as `BadDataError`, naming side, district, object, column.
+   PostgreSQL cannot take) fails at once as `BadDataError`, naming side, district, object, column;
+   a connection that could not be opened or was lost is a `ConnectionFailedError`, the one
+   failure a fresh try (a fresh connection, a fresh transaction) may cure (`connection_failed`).
 """
 
 from __future__ import annotations
@@ -70,6 +72,32 @@ class BadDataError(SyncError):
     """A value PostgreSQL cannot take: a district value (or what the extract makes of it) that
     is not valid for its type, out of its range or against a domain's check. The same rows
     fail the same way on every try, so this is not retried."""
+
+
+class ConnectionFailedError(SyncError):
+    """The state's or the district's database could not be reached, or the connection was lost
+    mid-sync (refused, reset, terminated, the server restarting). Nothing was written: the
+    transaction ended with its connection. A later try on a fresh connection may succeed, so
+    this (unlike every other SyncError) is retried."""
+
+
+# A server refusing or dropping sessions for now: too many connections, an administrator's
+# pg_terminate_backend or shutdown, a crash's restart, the server starting up or shutting down.
+CONNECTION_SQLSTATES = frozenset({"53300", "57P01", "57P02", "57P03"})
+
+
+def connection_failed(exc: BaseException) -> bool:
+    """Whether `exc` says that a database connection failed rather than that the work is wrong:
+    a `ConnectionFailedError`, or psycopg's `OperationalError` from libpq itself (no SQLSTATE:
+    refused, reset, unreachable, closed unexpectedly), of SQLSTATE class 08 (connection
+    exception) or one of `CONNECTION_SQLSTATES`. Only these are worth another try; a data error,
+    a refusal by a guard or a statement the district cannot run fails the same way every time."""
+    if isinstance(exc, ConnectionFailedError):
+        return True
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    code = exc.sqlstate
+    return code is None or code.startswith("08") or code in CONNECTION_SQLSTATES
 
 
 @dataclass(frozen=True)
@@ -392,7 +420,9 @@ def _holding(state: psycopg.Connection, source: psycopg.Connection, state_dsn: s
 def _sides(name: str, district_id: str) -> Iterator[dict[str, psycopg.Connection | None]]:
     """Errors name the side (state or district), the district and the object: a connection lost
     mid-COPY says which database went away. The caller registers each connection under its
-    side before opening the next, so a failed connect names its side too."""
+    side before opening the next, so a failed connect names its side too. A connection that
+    could not be opened or is broken is a `ConnectionFailedError` (retried); any other
+    operational error (a statement cancelled, a deadlock) a `SyncError`, as before."""
     conns: dict[str, psycopg.Connection | None] = {}
     try:
         yield conns
@@ -401,8 +431,10 @@ def _sides(name: str, district_id: str) -> Iterator[dict[str, psycopg.Connection
     except psycopg.OperationalError as exc:
         broken = [k for k, c in conns.items() if c is None or c.broken]
         which = " and ".join(broken) if broken else "state or district"
-        raise SyncError(f"{which} database: syncing {name} for district {district_id}: "
-                        f"{str(exc).strip()}") from exc
+        message = f"{which} database: syncing {name} for district {district_id}: {str(exc).strip()}"
+        if broken or connection_failed(exc):
+            raise ConnectionFailedError(message) from exc
+        raise SyncError(message) from exc
 
 
 def _data_error(exc: psycopg.Error, side: str) -> bool:

@@ -46,7 +46,9 @@ GROUP = "district"
 REFUSED_KEY = "refused"  # start_request's XCom when the request is refused (read by finish_request)
 DEFAULT_ARGS = {
     "owner": "campus-state-sync",
-    "retries": 2,  # connection errors; refused input and engine errors fail at once
+    # A lost or refused connection: retried. Refused input, data errors and the engine's refusals
+    # fail at once. (The per_object shape retries a district's connection inside its task first.)
+    "retries": 2,
     "retry_delay": dt.timedelta(seconds=30),
     "retry_exponential_backoff": True,
     "max_retry_delay": dt.timedelta(minutes=10),
@@ -145,6 +147,36 @@ def explain_missing_start(ti) -> str:
     return f"start_request did not run (state: {state or 'none'}); nothing was synced"
 
 
+def start_request_units(names: list[str], refresh: bool, *, kind: str, kind_from_params: bool,
+                        task_prefix: str = "") -> list[dict]:
+    """start_request's body in either shape: check the conf's keys, validate the request and
+    record it (refused input fails without a retry and writes nothing), have the scheduler skip
+    the object tasks (`task_prefix` + object) outside the plan, and return one work unit per
+    district. Idempotent: a retry reuses the run's batch (unique per run_id)."""
+    from campus_sync.orchestration import tasks
+
+    context = get_current_context()
+    params = dict(context["params"])
+    try:
+        requests.check_conf_keys(context["dag_run"].conf, context["dag"].params.keys())
+    except requests.RequestError as exc:
+        raise refused(context, exc) from None
+    run_kind = kind
+    if kind_from_params and params.get("requested_by") == "state":
+        run_kind = "state_request"
+    try:
+        units = tasks.start_request(params, kind=run_kind, user=triggering_user(context, params),
+                                    dag_id=context["dag"].dag_id, run_id=context["run_id"])
+    except requests.RequestError as exc:
+        raise refused(context, exc) from None
+    planned = set(units[0]["objects"]) if units else set()
+    unplanned = [n for n in names if n not in planned]
+    if refresh and not attendance.in_plan(planned):
+        unplanned.append(attendance.REFRESH)
+    skip_downstream(context, (f"{task_prefix}{n}" for n in unplanned))
+    return units
+
+
 def upstream_objects(graph, name: str) -> list[str]:
     """The objects whose tasks must finish before `name`'s: its parents, plus every ancestor
     whose key it carries (a foreign key the engine checks at the state).
@@ -193,32 +225,9 @@ def build_resync_dag(dag_id: str, *, kind: str, objects: Iterable[str], params: 
         @skipping_task(task_id="start_request", **BOOKKEEPING_ARGS)
         def start_request() -> list[dict]:
             """Validate the form and record the request; refuse bad input before any write.
-
-            Returns one work unit per district and has the scheduler skip every object task
-            outside the plan. Idempotent: a retry reuses the run's batch (unique per run_id).
-            """
-            from campus_sync.orchestration import tasks
-
-            context = get_current_context()
-            params = dict(context["params"])
-            try:
-                requests.check_conf_keys(context["dag_run"].conf, context["dag"].params.keys())
-            except requests.RequestError as exc:
-                raise refused(context, exc) from None
-            run_kind = kind
-            if kind_from_params and params.get("requested_by") == "state":
-                run_kind = "state_request"
-            try:
-                units = tasks.start_request(params, kind=run_kind, user=triggering_user(context, params),
-                                            dag_id=context["dag"].dag_id, run_id=context["run_id"])
-            except requests.RequestError as exc:
-                raise refused(context, exc) from None
-            planned = set(units[0]["objects"]) if units else set()
-            unplanned = [n for n in names if n not in planned]
-            if refresh and not attendance.in_plan(planned):
-                unplanned.append(attendance.REFRESH)
-            skip_downstream(context, (f"{GROUP}.{n}" for n in unplanned))
-            return units
+            One work unit per district; the object tasks outside the plan are skipped."""
+            return start_request_units(names, refresh, kind=kind, kind_from_params=kind_from_params,
+                                       task_prefix=f"{GROUP}.")
 
         @task(trigger_rule="none_failed", multiple_outputs=False, map_index_template=MAP_INDEX_TEMPLATE)
         def sync_object(name: str, unit: dict):
@@ -230,7 +239,9 @@ def build_resync_dag(dag_id: str, *, kind: str, objects: Iterable[str], params: 
 
             try:
                 return tasks.run_object(name, unit)
-            except engine.SyncError as exc:  # not transient: do not retry
+            except engine.ConnectionFailedError:  # a lost or refused connection: Airflow retries the object
+                raise
+            except engine.SyncError as exc:  # a data error or a refusal: the same on every try
                 raise AirflowFailException(str(exc)) from None
 
         @task(task_id="finish_request", trigger_rule="all_done", multiple_outputs=False, **BOOKKEEPING_ARGS)
@@ -339,10 +350,12 @@ def build_per_object_dag(dag_id: str, *, kind: str, objects: Iterable[str], para
     pool `state_pool`, so the state sees at most slots × districts_in_parallel syncs, and a
     district at most one sync per running object task (≤ slots).
 
-    A district whose sync of an object fails, or whose upstream object failed or did not run
-    there, is recorded failed / not_run for that district alone; the other districts go on and
-    the task succeeds. The task fails (and retries) only when every district it tried failed
-    (the state down, say). finish_request fails the run when any district failed anywhere.
+    A district whose connection fails is tried again inside the task (`connection_retries`:
+    that district alone, on fresh connections, after a wait that doubles). A district whose sync
+    of an object fails, or whose upstream object failed or did not run there, is recorded
+    failed / not_run for that district alone; the other districts go on and the task succeeds.
+    The task fails (and retries) only when every district it tried failed (the state down, say).
+    finish_request fails the run when any district failed anywhere.
     Clearing one object's task re-runs that object for every district of the request (the
     engine is idempotent); its downstream tasks re-run when cleared with it.
     """
@@ -352,6 +365,7 @@ def build_per_object_dag(dag_id: str, *, kind: str, objects: Iterable[str], para
     present = set(names)
     refresh = with_attendance_refresh(names, params)
     parallel = cfg.districts_in_parallel
+    retry = cfg.connection_retries
     task_args = {"pool": cfg.state_pool}
 
     with DAG(
@@ -370,28 +384,7 @@ def build_per_object_dag(dag_id: str, *, kind: str, objects: Iterable[str], para
         @skipping_task(task_id="start_request", **BOOKKEEPING_ARGS)
         def start_request() -> list[dict]:
             """Validate the form and record the request; skip the object tasks outside the plan."""
-            from campus_sync.orchestration import tasks
-
-            context = get_current_context()
-            params = dict(context["params"])
-            try:
-                requests.check_conf_keys(context["dag_run"].conf, context["dag"].params.keys())
-            except requests.RequestError as exc:
-                raise refused(context, exc) from None
-            run_kind = kind
-            if kind_from_params and params.get("requested_by") == "state":
-                run_kind = "state_request"
-            try:
-                units = tasks.start_request(params, kind=run_kind, user=triggering_user(context, params),
-                                            dag_id=context["dag"].dag_id, run_id=context["run_id"])
-            except requests.RequestError as exc:
-                raise refused(context, exc) from None
-            planned = set(units[0]["objects"]) if units else set()
-            unplanned = [n for n in names if n not in planned]
-            if refresh and not attendance.in_plan(planned):
-                unplanned.append(attendance.REFRESH)
-            skip_downstream(context, unplanned)
-            return units
+            return start_request_units(names, refresh, kind=kind, kind_from_params=kind_from_params)
 
         def upstream_of(name: str) -> list[str]:
             ups = [p for p in upstream_objects(graph, name) if p in present]
@@ -406,7 +399,7 @@ def build_per_object_dag(dag_id: str, *, kind: str, objects: Iterable[str], para
             ti = get_current_context()["ti"]
             upstream = {up: ti.xcom_pull(task_ids=up) for up in upstream_of(name)}
             blocked = tasks.blocked_districts({k: v for k, v in upstream.items() if isinstance(v, dict)})
-            out = tasks.run_for_districts(name, units, blocked, parallel, run=run)
+            out = tasks.run_for_districts(name, units, blocked, parallel, run=run, retry=retry)
             tried = [o for d, o in out.items() if d not in blocked]
             if tried and all(o["status"] == tasks.FAILED for o in tried):
                 message = f"{name} failed in every district it tried ({len(tried)}), e.g.: {tried[0]['message']}"

@@ -6,6 +6,8 @@ in `dagbuild`. Each function is idempotent, so an Airflow retry is safe.
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 import psycopg
@@ -18,6 +20,7 @@ from campus_sync.tools import history
 from campus_sync.tools import requests
 from campus_sync.engine import schema
 
+log = logging.getLogger(__name__)
 
 def state_dsn(cfg: config.Config | None = None) -> str:
     cfg = cfg or config.load()
@@ -154,16 +157,20 @@ def blocked_districts(upstream: dict[str, dict[str, dict] | None]) -> dict[str, 
 
 
 def run_for_districts(name: str, units: list[dict], blocked: dict[str, str], parallelism: int,
-                      run=None) -> dict[str, dict]:
+                      run=None, retry: config.ConnectionRetries | None = None) -> dict[str, dict]:
     """Run `run(unit)` (default: sync object `name`) for every district of the request that is not
     `blocked`, at most `parallelism` at once; record a not_run row for each blocked one.
 
     One district's failure is its own: it is recorded (by `run`) and returned as failed, and the
-    other districts go on. Returns {district id: {"status", "message"?}} in district order.
+    other districts go on. A district whose connection failed (`engine.connection_failed`) is
+    tried again here, up to `retry.retries` times (none without `retry`), after `retry.wait(n)`
+    seconds: only that district, on fresh connections; the history row says so. Returns
+    {district id: {"status", "message"?, "tries"? (when more than one)}} in district order.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     run = run or (lambda unit: run_object(name, unit))
+    retries = retry.retries if retry else 0
     units = sorted(units, key=lambda u: u["district_id"])
     out: dict[str, dict] = {}
     todo = [u for u in units if u["district_id"] not in blocked]
@@ -177,16 +184,30 @@ def run_for_districts(name: str, units: list[dict], blocked: dict[str, str], par
                 out[unit["district_id"]] = {"status": NOT_RUN, "message": why}
 
     def one(unit: dict) -> tuple[str, dict]:
-        try:
-            result = run(unit)
-        except Exception as exc:  # recorded in the history by `run`; the other districts go on
-            outcome = {"status": FAILED, "message": f"{type(exc).__name__}: {exc}"[:1000]}
-            if not isinstance(exc, (engine.SyncError, attendance.RefreshError)):  # e.g. a connection error: a retry may help
-                outcome["transient"] = True
-            return unit["district_id"], outcome
+        district, tries, attempt, failure = unit["district_id"], retries + 1, 1, ""
+        while True:
+            try:
+                result = run(unit)
+                break
+            except Exception as exc:  # recorded in the history by `run`; the other districts go on
+                again = engine.connection_failed(exc)
+                if not again or attempt == tries:
+                    return district, _failed(unit, name, exc, again, attempt)
+                failure, wait = " ".join(str(exc).split()), retry.wait(attempt)  # libpq's lines as one
+                log.warning("%s, district %s: connection failed on try %d of %d; retrying in %g s: %s",
+                            name, district, attempt, tries, wait, failure)
+                _note(unit, name, f"connection failed on try {attempt} of {tries}, retrying in {wait:g} s: {failure}",
+                      status="gray")
+                time.sleep(wait)
+                attempt += 1
         if result is None:  # the attendance refresh turned off for this run: nothing to wait for
-            return unit["district_id"], {"status": "skipped"}
-        return unit["district_id"], {"status": str(result.get("status") or "done")}
+            return district, {"status": "skipped"}
+        outcome = {"status": str(result.get("status") or "done")}
+        if attempt > 1:
+            outcome["tries"] = attempt
+            _note(unit, name, f"succeeded on try {attempt} of {tries} (connection failed before: {failure})",
+                  append=True)
+        return district, outcome
 
     if todo:
         with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(todo))),
@@ -194,6 +215,33 @@ def run_for_districts(name: str, units: list[dict], blocked: dict[str, str], par
             for district, outcome in pool.map(one, todo):
                 out[district] = outcome
     return dict(sorted(out.items()))
+
+
+def _failed(unit: dict, name: str, exc: Exception, connection: bool, tries: int) -> dict:
+    """A district's failed outcome; `transient` when an Airflow retry of the whole task may help
+    should every district fail alike (a connection, or an error that is not the engine's refusal)."""
+    outcome: dict[str, Any] = {"status": FAILED, "message": f"{type(exc).__name__}: {exc}"[:1000]}
+    if connection and tries > 1:
+        outcome["tries"] = tries
+        _note(unit, name, f"(connection failed on each of {tries} tries)", append=True)
+    if connection or not isinstance(exc, (engine.SyncError, attendance.RefreshError)):
+        outcome["transient"] = True
+    return outcome
+
+
+def _note(unit: dict, name: str, message: str, status: str | None = None, append: bool = False) -> None:
+    """Say in a district's history row what its retries did: its message replaced (and its status
+    set, e.g. back to gray while a retry waits) or, `append`, added to. Best effort: the state
+    may be the database whose connection failed."""
+    try:
+        with psycopg.connect(state_dsn()) as conn:
+            conn.execute(
+                "UPDATE sync.batch_result SET status = coalesce(%s, status), message = left(CASE WHEN %s"
+                " THEN concat_ws(' ', message, %s::text) ELSE %s END, 2000)"
+                " WHERE batch_id = %s AND district_id = %s AND object = %s",
+                (status, append, message, message, unit["batch_id"], unit["district_id"], name))
+    except psycopg.Error as exc:
+        log.warning("could not note the retries of %s, district %s, in the history: %s", name, unit["district_id"], exc)
 
 
 def finish_request_per_object(units: list[dict], outcomes: dict[str, tuple[str | None, dict | None]]) -> dict:

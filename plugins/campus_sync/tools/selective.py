@@ -34,7 +34,7 @@ from campus_sync.engine import connections
 from campus_sync.engine import sync as engine
 from campus_sync.tools import history
 from campus_sync.orchestration import tasks
-from campus_sync.hierarchy import Hierarchy, UnknownObjectError
+from campus_sync.hierarchy import Hierarchy, ObjectSpec, UnknownObjectError
 from campus_sync.hierarchy.model import YEAR_COLUMN
 from campus_sync.tools.requests import RequestError  # noqa: F401 - re-exported
 from campus_sync.tools.selective_input import (  # noqa: F401 - the form's parsing, re-exported
@@ -135,8 +135,9 @@ def sync(unit: dict, graph: Hierarchy | None = None, cfg: config_mod.Config | No
     """Sync every planned object for the unit's keys, parents first, one transaction each.
 
     An object that fails (SyncError) is recorded `failed` and its planned descendants `not_run`;
-    the others still run. Anything else (e.g. a lost connection) is recorded and re-raised, so an
-    Airflow retry repeats the (idempotent) whole.
+    the others still run. Anything else, a lost or refused connection above all
+    (`engine.connection_failed`), is recorded and re-raised, so an Airflow retry repeats the
+    (idempotent) whole.
     """
     from campus_sync import hierarchy
 
@@ -159,7 +160,7 @@ def sync(unit: dict, graph: Hierarchy | None = None, cfg: config_mod.Config | No
                                             state_dsn=sdsn, scope=scope)
             except Exception as exc:
                 history.record_result(conn, batch_id, ref, status="failed", message=str(exc)[:2000])
-                if not isinstance(exc, engine.SyncError):
+                if not isinstance(exc, engine.SyncError) or engine.connection_failed(exc):
                     raise
                 failed.append(name)
                 continue
@@ -184,27 +185,23 @@ def key_outcomes(graph: Hierarchy, unit: dict, source_dsn: str, state_dsn: str,
     """Each key's outcome, read back from the district extract and the state after the sync.
 
     Uses the engine's own extract query and scope, so "found at district" means exactly "a row
-    the selected object's sync read".
+    the selected object's sync read". When that read fails the same way on every try (a value
+    the extract cannot make, as in a key column the filter must read: the error the object's
+    sync failed on), or the district cannot be reached after the object's sync failed, every
+    key fails with the object's error instead of the request failing to end (and retrying).
+    Only a lost connection after a good sync is raised: a retry can still tell the outcomes.
     """
     spec = graph.spec(unit["object"])
     key_col = unit["key_column"]
     scope = _scope(unit)
     fks = list(spec.foreign_keys)
-    wanted = [key_col] + [f.column for f in fks] + ["reject_reason"]
-    with psycopg.connect(source_dsn) as src:
-        src.read_only = True
-        query = engine.source_query(graph, spec, scope, src)
-        rows = src.execute(sql.SQL("SELECT {} FROM ({}) AS r").format(
-            sql.SQL(", ").join(sql.SQL("r.{}").format(ident(c)) for c in wanted), sql.SQL(query))).fetchall()
-        at_district = {int(r[0]): r for r in rows}
-        other_years: dict[int, list[int]] = {}
-        missing = [k for k in scope.keys if k not in at_district]
-        if missing and spec.school_year_scoped:  # say when the ID exists, but in another year
-            other = sql.SQL("SELECT DISTINCT q.{k}, q.{y} FROM ({x}\n) AS q WHERE q.{k} = ANY(%(keys)s)").format(
-                k=ident(key_col), y=ident(YEAR_COLUMN), x=sql.SQL(engine.extract_sql(graph, spec)))
-            text = psycopg.ClientCursor(src).mogrify(other, dict(scope.params, keys=missing))
-            for k, year in src.execute(text).fetchall():
-                other_years.setdefault(int(k), []).append(int(year))
+    try:
+        at_district, other_years = _read_district(graph, spec, scope, source_dsn, [key_col] + [f.column for f in fks])
+    except psycopg.Error as exc:
+        if engine.connection_failed(exc) and not root_error:
+            raise
+        reason = f"sync failed: {root_error}" if root_error else f"not read at the district: {str(exc).strip()}"
+        return [KeyOutcome(k, False, reason[:500]) for k in scope.keys]
     with psycopg.connect(state_dsn) as st:
         at_state = {int(r[0]) for r in st.execute(
             sql.SQL("SELECT {k} FROM {t} WHERE district_id = %s AND {k} = ANY(%s)").format(
@@ -240,6 +237,29 @@ def key_outcomes(graph: Hierarchy, unit: dict, source_dsn: str, state_dsn: str,
                         break
                 out.append(KeyOutcome(k, False, reason))
     return out
+
+
+def _read_district(graph: Hierarchy, spec: ObjectSpec, scope: engine.Scope, source_dsn: str,
+                   columns: list[str]) -> tuple[dict[int, tuple], dict[int, list[int]]]:
+    """The selected object's extract rows for the scope's keys (`columns` then reject_reason, by
+    key) and, for keys it lacks, the other school years the district has them in."""
+    key_col = scope.key_column
+    wanted = [*columns, "reject_reason"]
+    with psycopg.connect(source_dsn) as src:
+        src.read_only = True
+        query = engine.source_query(graph, spec, scope, src)
+        rows = src.execute(sql.SQL("SELECT {} FROM ({}) AS r").format(
+            sql.SQL(", ").join(sql.SQL("r.{}").format(ident(c)) for c in wanted), sql.SQL(query))).fetchall()
+        at_district = {int(r[0]): r for r in rows}
+        other_years: dict[int, list[int]] = {}
+        missing = [k for k in scope.keys if k not in at_district]
+        if missing and spec.school_year_scoped:  # say when the ID exists, but in another year
+            other = sql.SQL("SELECT DISTINCT q.{k}, q.{y} FROM ({x}\n) AS q WHERE q.{k} = ANY(%(keys)s)").format(
+                k=ident(key_col), y=ident(YEAR_COLUMN), x=sql.SQL(engine.extract_sql(graph, spec)))
+            text = psycopg.ClientCursor(src).mogrify(other, dict(scope.params, keys=missing))
+            for k, year in src.execute(text).fetchall():
+                other_years.setdefault(int(k), []).append(int(year))
+    return at_district, other_years
 
 
 def finish(unit: dict, graph: Hierarchy | None = None, cfg: config_mod.Config | None = None) -> dict:
