@@ -202,14 +202,41 @@ def embedded_dsn(database: str) -> str:
     return uri_of(database)
 
 
-@functools.lru_cache(maxsize=256)
+APP_NAME = "campus-sync"
+APP_NAME_LIMIT = 63  # PostgreSQL keeps NAMEDATALEN - 1 characters of an application_name
+
+
+def application_name() -> str:
+    """What this package's connections call themselves in `pg_stat_activity`: `campus-sync`, or
+    inside an Airflow task `campus-sync:<dag_id>/<task_id>` (the task runner exports the task's
+    context as AIRFLOW_CTX_* before it runs), so a DBA sees which task holds a connection and
+    how many each database has."""
+    dag_id, task_id = os.environ.get("AIRFLOW_CTX_DAG_ID"), os.environ.get("AIRFLOW_CTX_TASK_ID")
+    name = f"{APP_NAME}:{dag_id}/{task_id}" if dag_id and task_id else APP_NAME
+    # PostgreSQL keeps printable ASCII only (anything else arrives as \xNN escapes)
+    return "".join(c if " " <= c <= "~" else "?" for c in name)[:APP_NAME_LIMIT]
+
+
+@functools.lru_cache(maxsize=1024)
+def _named(conninfo: str, name: str) -> str:
+    return make_conninfo(conninfo, fallback_application_name=name)
+
+
 def dsn(conn_id: str, what: str | None = None, embedded: bool | None = None) -> str:
     """The libpq conninfo for an Airflow connection id (`what` names its use in errors, e.g.
     "district 0101"). The embedded server is used when `embedded` is true, or when it is None
     and the configuration sets `embedded_postgres: true`.
 
-    Cached per process: connections do not change during a task or a `dag.test()` run.
+    It carries `fallback_application_name` (`application_name()`, read at every call: one
+    process runs many tasks under `dag.test()`); an `application_name` in the connection's extra,
+    or PGAPPNAME, wins over it. The lookup is cached per process: connections do not change
+    during a task or a `dag.test()` run (`dsn.cache_clear()` forgets them).
     """
+    return _named(_resolve(conn_id, what, embedded), application_name())
+
+
+@functools.lru_cache(maxsize=256)
+def _resolve(conn_id: str, what: str | None, embedded: bool | None) -> str:
     found = _from_env(conn_id) or _from_airflow(conn_id)
     if found:
         return found
@@ -226,6 +253,9 @@ def dsn(conn_id: str, what: str | None = None, embedded: bool | None = None) -> 
     raise ConnectionConfigError(
         f"connection {conn_id!r}{label} is not defined: set AIRFLOW_CONN_{conn_id.upper()} or create it in "
         f"Airflow (the embedded database is used only with embedded_postgres: true, which {source} does not set)")
+
+
+dsn.cache_clear = _resolve.cache_clear  # type: ignore[attr-defined]  # the lookup is what is cached
 
 
 def is_embedded(conn_id: str) -> bool:

@@ -1,9 +1,10 @@
 """The scale-out path on one machine: CeleryExecutor with Debian's redis-server on loopback.
 
 A second Airflow (own AIRFLOW_HOME, metadata database, ports) started by the same code as
-`make airflow AIRFLOW_EXECUTOR=CeleryExecutor`: redis-server, a Celery worker
-(apache-airflow-providers-celery), scheduler, dag-processor and api-server. The weekly full
-resync runs through it to success for district 0101.
+`make airflow AIRFLOW_EXECUTOR=CeleryExecutor AIRFLOW_CELERY_WORKERS=2`: redis-server, two Celery
+workers (apache-airflow-providers-celery), scheduler, dag-processor and api-server. Both workers
+answer the broker under their own hostnames; the weekly full resync runs through them to success
+for district 0101; stopping the deployment ends both.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def celery_airflow(tmp_path_factory, live_deployment):
 
     home = tmp_path_factory.mktemp("airflow_celery")
     af, seconds = start_live(home, live_deployment, executor="CeleryExecutor", redis_port=free_port(),
-                             triggerer=False, celery_concurrency=4)
+                             triggerer=False, celery_concurrency=2, celery_workers=2)
     print(f"\ncelery_airflow: started in {seconds:.0f} s at {af.base_url}")
     try:
         yield LiveAirflow(base_url=af.base_url, username="admin", password=af.admin_password() or "",
@@ -42,9 +43,31 @@ def celery_airflow(tmp_path_factory, live_deployment):
         af.stop()
 
 
+def test_both_celery_workers_answer_the_broker(celery_airflow):
+    import json
+    import subprocess
+    import sys
+
+    af = celery_airflow.deployment
+    assert set(af.components) == {"redis", "celery-worker", "celery-worker-2", "api-server", "scheduler",
+                                  "dag-processor"}
+    ping = ("import json; from airflow.providers.celery.executors.celery_executor import app; "
+            "print(json.dumps(sorted(k for r in app.control.ping(timeout=5) for k in r)))")
+    deadline = time.monotonic() + 60
+    while True:
+        out = subprocess.run([sys.executable, "-c", ping], env=af.environment(), capture_output=True, text=True,
+                             timeout=120)
+        names = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else []
+        if len(names) == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert sorted(n.split("@")[0] for n in names) == ["celery-worker", "celery-worker-2"], out.stderr[-2000:]
+    for worker in ("celery-worker", "celery-worker-2"):  # each its own log, with its own banner
+        assert f" {worker}@" in af.log_file(worker).read_text(), worker
+
+
 def test_full_resync_runs_on_celery_workers(celery_airflow, graph):
     af = celery_airflow.deployment
-    assert set(af.components) == {"redis", "celery-worker", "api-server", "scheduler", "dag-processor"}
     assert af.environment()["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
     celery_airflow.wait_dag(DAG_ID)
     celery_airflow.unpause(DAG_ID)
@@ -77,3 +100,12 @@ def test_full_resync_runs_on_celery_workers(celery_airflow, graph):
         status = conn.execute("SELECT status FROM sync.batch WHERE dag_id = %s AND run_id = %s",
                               (DAG_ID, run_id)).fetchone()
     assert status == ("complete",)
+
+
+def test_stop_ends_both_workers(celery_airflow):
+    af = celery_airflow.deployment
+    pids = af.pids()
+    assert pids["celery-worker"] and pids["celery-worker-2"]
+    stopped = af.stop()
+    assert {"celery-worker", "celery-worker-2", "redis"} <= set(stopped)
+    assert af.leftovers() == {} and not list(af.run_dir.glob("*.pid"))

@@ -43,6 +43,41 @@ def test_celery_adds_worker_and_broker(tmp_path):
     assert "redis" not in own.components
 
 
+def test_each_celery_worker_is_a_component_with_its_own_hostname(tmp_path):
+    from campus_sync.orchestration.local_airflow import WORKER
+
+    af = LocalAirflow(home=tmp_path, executor="CeleryExecutor", broker_url="redis://elsewhere:6379/0",
+                      celery_workers=3, celery_concurrency=2)
+    assert af.components[:3] == (WORKER, "celery-worker-2", "celery-worker-3")
+    first, second = af.command(WORKER), af.command("celery-worker-2")
+    assert first[1:] == ["celery", "worker", "--concurrency", "2", "--celery-hostname", "celery-worker@%h"]
+    # one log server per machine: the others share the first one's log folder
+    assert second[1:] == ["celery", "worker", "--concurrency", "2", "--celery-hostname", "celery-worker-2@%h",
+                          "--skip-serve-logs"]
+    assert LocalAirflow(home=tmp_path, celery_workers=2).components[0] == "api-server"  # LocalExecutor: none
+    for bad in (0, 17, True, "2"):
+        with pytest.raises(ValueError, match="celery_workers must be a whole number from 1 to 16"):
+            LocalAirflow(home=tmp_path, executor="CeleryExecutor", celery_workers=bad)
+
+
+def test_the_number_of_celery_workers_comes_from_the_environment_for_make_airflow(monkeypatch, capsys):
+    from campus_sync.cli import main
+    from campus_sync.orchestration.local_airflow import celery_workers_from_env
+
+    monkeypatch.delenv("AIRFLOW_CELERY_WORKERS", raising=False)
+    assert celery_workers_from_env() == 1
+    monkeypatch.setenv("AIRFLOW_CELERY_WORKERS", "2")
+    assert celery_workers_from_env() == 2
+    monkeypatch.setenv("AIRFLOW_CELERY_WORKERS", "two")
+    with pytest.raises(ValueError, match="AIRFLOW_CELERY_WORKERS=two must be a whole number from 1 to 16"):
+        celery_workers_from_env()
+    assert main(["airflow", "start", "--executor", "CeleryExecutor"]) == 1  # refused before anything starts
+    assert "AIRFLOW_CELERY_WORKERS=two must be a whole number" in capsys.readouterr().err
+    monkeypatch.delenv("AIRFLOW_CELERY_WORKERS")
+    assert main(["airflow", "start", "--executor", "CeleryExecutor", "--celery-workers", "0"]) == 1
+    assert "--celery-workers must be a whole number from 1 to 16, not 0" in capsys.readouterr().err
+
+
 def test_stop_ends_exactly_the_recorded_process_groups(tmp_path):
     af = LocalAirflow(home=tmp_path)
     af.run_dir.mkdir()
@@ -168,6 +203,9 @@ class _TreeAirflow(_FakeAirflow):
         return super().command(component)
 
     def migrate(self, env: dict[str, str]) -> None:
+        pass
+
+    def ensure_state_pool(self, env: dict[str, str]) -> None:  # no metadata database here
         pass
 
 
@@ -335,3 +373,47 @@ def test_overridden_settings_have_a_hint_or_the_constants_name():
     from campus_sync.cli.airflow_cmd import OVERRIDE_HINTS
 
     assert set(OVERRIDE_HINTS) <= REQUIRED_SETTINGS
+
+
+class _FakeCelery(_FakeAirflow):
+    """Stand-ins for every component, started through `start()` (no migration, no pools)."""
+
+    dies = 0
+
+    def migrate(self, env: dict[str, str]) -> None:
+        pass
+
+    def ensure_state_pool(self, env: dict[str, str]) -> None:
+        pass
+
+
+def test_two_celery_workers_are_started_and_stopped_with_their_own_pid_files_and_logs(tmp_path):
+    from campus_sync.cli.airflow_cmd import _deployment
+    from campus_sync.orchestration.local_airflow import free_port
+
+    af = _FakeCelery(home=tmp_path, port=free_port(), executor="CeleryExecutor",
+                     broker_url="redis://127.0.0.1:1/0", celery_workers=2)
+    af.home.mkdir(exist_ok=True)
+    af.password_file.write_text('{"admin": "x"}')
+    try:
+        assert af.start(timeout=30)
+        pids = af.pids()
+        assert set(pids) == {"celery-worker", "celery-worker-2", "api-server", "scheduler", "dag-processor",
+                             "triggerer"}
+        assert all(pids.values()) and pids["celery-worker"] != pids["celery-worker-2"]
+        for worker in ("celery-worker", "celery-worker-2"):
+            assert af.pid_file(worker).exists() and "starting " + worker in af.log_file(worker).read_text()
+        # `make airflow-stop` builds its deployment from what start recorded
+        import argparse
+
+        again = _deployment(argparse.Namespace(home=str(tmp_path), port=8080))
+        assert again.celery_workers == 2 and again.executor == "CeleryExecutor"
+        # even a deployment object that asks for one worker stops both: they are found by pid file and tag
+        plain = LocalAirflow(home=tmp_path, port=af.port)
+        stopped = plain.stop(timeout=5)
+        assert stopped[-2:] == ["celery-worker-2", "celery-worker"]
+        assert not any(_alive(pid) for pid in pids.values())
+        assert not list(af.run_dir.glob("*.pid"))
+    finally:
+        af.stop(timeout=5)
+

@@ -81,9 +81,11 @@ def test_connections_go_through_airflows_connection_model(monkeypatch):
 
         uri = conninfo_to_dict(db.dsn("t_uri"))
         assert uri == {"host": "db.example", "port": "6432", "user": "u", "password": "p@ss", "dbname": "campus",
-                       "sslmode": "verify-full", "application_name": "campus-sync"}  # cursor: not libpq
+                       "sslmode": "verify-full", "application_name": "campus-sync",  # cursor: not libpq
+                       "fallback_application_name": db.application_name()}
         assert conninfo_to_dict(db.dsn("t_json")) == {"host": "h", "port": "5433", "user": "u", "dbname": "s",
-                                                      "sslmode": "require"}
+                                                      "sslmode": "require",
+                                                      "fallback_application_name": db.application_name()}
         with pytest.raises(db.ConnectionConfigError, match="environment variable AIRFLOW_CONN_T_BAD is not a valid"):
             db.dsn("t_bad")
         with pytest.raises(db.ConnectionConfigError, match="AIRFLOW_CONN_T_MYSQL: conn_type is 'mysql'"):

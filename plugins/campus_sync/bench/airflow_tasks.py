@@ -19,7 +19,13 @@ starts) and stops it afterwards.
 same DAG shape (start task, one mapped group per district, one task per object wired by the
 hierarchy, a finish task) whose object tasks do nothing. Its queued→end is what Airflow itself
 costs per task on this machine, the floor under any overhead a one-task-per-object DAG can
-reach; the report sets it against the real run's median SQL time.
+reach; the report sets it against the real run's median SQL time. `--shape per_district_level`
+and `--shape per_district` (with `--floor` only) run nothing but the floor of shapes the product
+does not build: one task per district per hierarchy level, and one task per district.
+
+Before it triggers anything the bench fails every queued or running run of the DAGs it is about to
+trigger in its own Airflow (a run left by an interrupted bench would otherwise be resumed by the
+scheduler and share the machine with the measured one), and says so in its report.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import time
 from dataclasses import asdict, dataclass
 
 GROUP = "district."
+UNFINISHED = ("queued", "running")
 PARSE_RE = re.compile(r"dag_file_parse_ms['\"]?\s*[:=]\s*(\d+)")
 
 
@@ -98,6 +105,44 @@ class Client:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{dag_id} not parsed in shape {shape} after {timeout:.0f} s")
             time.sleep(2)
+
+    def wait_floor_shape(self, shape: str, timeout: float = 300) -> None:
+        """Until the dag-processor has stored the floor DAG written for `shape` (its tags name it)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            r = self.http.get(f"/api/v2/dags/{FLOOR_DAG_ID}")
+            if r.status_code == 200 and shape_tag(shape) in {t["name"] for t in r.json().get("tags") or []}:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{FLOOR_DAG_ID} not parsed in shape {shape} after {timeout:.0f} s")
+            time.sleep(2)
+
+    def unfinished_runs(self, dag_id: str) -> list[dict]:
+        """The DAG's queued and running runs (none when Airflow does not know the DAG)."""
+        r = self.http.get(f"/api/v2/dags/{dag_id}/dagRuns", params={"state": list(UNFINISHED), "limit": 100})
+        if r.status_code == 404:
+            return []
+        r.raise_for_status()
+        return sorted(r.json()["dag_runs"], key=lambda run: run["dag_run_id"])
+
+    def fail_run(self, dag_id: str, run_id: str) -> None:
+        """Mark a run failed (Airflow fails its running task instances and skips the rest)."""
+        r = self.http.patch(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}", params={"update_mask": "state"},
+                            json={"state": "failed"})
+        if r.status_code >= 400:
+            raise RuntimeError(f"failing {dag_id} {run_id}: HTTP {r.status_code}: {r.text}")
+
+    def fail_leftover_runs(self, dag_ids: list[str], fail: bool = True) -> list[dict]:
+        """Every queued or running run of `dag_ids`, failed first when `fail`: the bench's figure
+        is only its own run's. Returns what was found ({dag_id, run_id, state, action})."""
+        found = []
+        for dag_id in sorted(set(dag_ids)):
+            for leftover in self.unfinished_runs(dag_id):
+                if fail:
+                    self.fail_run(dag_id, leftover["dag_run_id"])
+                found.append({"dag_id": dag_id, "run_id": leftover["dag_run_id"], "state": leftover["state"],
+                              "action": "failed" if fail else "left alone"})
+        return found
 
     def trigger(self, dag_id: str, conf: dict) -> str:
         self.http.patch(f"/api/v2/dags/{dag_id}", params={"update_mask": "is_paused"}, json={"is_paused": False})
@@ -204,10 +249,24 @@ def summary(timings: list[TaskTiming], wall: float | None = None) -> dict:
             "overhead_ratio": ratio, "target_ratio": 3.0}
 
 
-def run(client: Client, state_dsn: str, dag_id: str, conf: dict, timeout: float = 1800,
+def wait_or_fail(client: Client, dag_id: str, run_id: str, timeout: float) -> dict:
+    """Wait for the run; one still going after `timeout` is failed before the error is raised, so
+    the bench leaves nothing running behind it."""
+    try:
+        return client.wait_run(dag_id, run_id, timeout)
+    except TimeoutError:
+        try:
+            client.fail_run(dag_id, run_id)
+        except Exception:  # noqa: BLE001 - the next bench fails it anyway; the timeout is the news
+            pass
+        raise
+
+
+def run(client: Client, state_dsn: str | None, dag_id: str, conf: dict, timeout: float = 1800,
         sampler=None, meta_db: str | None = None) -> dict:
     """Trigger `dag_id`, wait for the run, measure it. With `sampler` (a ConnectionSampler) the
-    peak connections during the run; with `meta_db` the metadata-DB rows the run added."""
+    peak connections during the run; with `meta_db` the metadata-DB rows the run added; without
+    `state_dsn` (a floor DAG: no history) no SQL times."""
     import contextlib
 
     client.wait_dag(dag_id)
@@ -215,15 +274,16 @@ def run(client: Client, state_dsn: str, dag_id: str, conf: dict, timeout: float 
     with sampler or contextlib.nullcontext():
         t0 = time.monotonic()
         run_id = client.trigger(dag_id, conf)
-        dag_run = client.wait_run(dag_id, run_id, timeout)
+        dag_run = wait_or_fail(client, dag_id, run_id, timeout)
         wall = time.monotonic() - t0
     extra: dict = {}
     if sampler is not None:
-        extra["peak_connections"] = dict(sampler.peak)
+        extra["peak_connections"] = sampler.result()
     if meta_db:
         time.sleep(2)  # backends report their insert counts to pg_stat within ~1 s
         extra["metadata_rows_added"] = rows_added(before, metadata_rows(meta_db))
-    extra["engine_seconds"] = engine_seconds(state_dsn, dag_id, run_id)
+    if state_dsn:
+        extra["engine_seconds"] = engine_seconds(state_dsn, dag_id, run_id)
     timings = collect(client, state_dsn, dag_id, run_id)
     extra["task_instances"] = len(client.task_instances(dag_id, run_id))
     return {"dag_id": dag_id, "run_id": run_id, "state": dag_run["state"], "conf": conf,
@@ -231,7 +291,20 @@ def run(client: Client, state_dsn: str, dag_id: str, conf: dict, timeout: float 
 
 
 FLOOR_DAG_ID = "campus_bench_floor"
-FLOOR_DAG_SOURCE = '''"""campus_bench_floor: the resync DAG's shape with no-op object tasks (written by
+# The product's shapes (full_resync_shape) and two it does not build, measured as floors only.
+PRODUCT_SHAPES = ("per_object", "per_district_object")
+FLOOR_ONLY_SHAPES = ("per_district_level", "per_district")
+SHAPES = PRODUCT_SHAPES + FLOOR_ONLY_SHAPES
+
+
+def shape_tag(shape: str) -> str:
+    """The floor DAG's tag naming its shape (what `Client.wait_floor_shape` waits for)."""
+    return f"shape:{shape}"
+
+
+# Every floor DAG: start_request (one work unit per configured district) → no-op tasks wired as
+# the shape would wire them → finish_request (all_done).
+_FLOOR_HEAD = '''"""campus_bench_floor ({shape}): a resync DAG's shape with no-op tasks (written by
 `campus-sync bench airflow --floor` into its temporary dags folder; never in dags/)."""
 from airflow.sdk import DAG, get_current_context, task, task_group
 
@@ -242,17 +315,25 @@ _graph = hierarchy.load()
 _cfg = config.load()
 _names = list(_graph.enabled(_cfg.state))
 
-with DAG(dag_id="{dag_id}", schedule=None, catchup=False, max_active_runs=1, tags=["bench"]):
+with DAG(dag_id="{dag_id}", schedule=None, catchup=False, max_active_runs=1, tags=["bench", "{tag}"]):
 
     @task
     def start_request() -> list[dict]:
         return [{{"district_id": d.id, "label": d.label}} for d in _cfg.districts]
 
+    @task(trigger_rule="all_done")
+    def finish_request(units: list[dict]) -> int:
+        return len(units)
+
+    units = start_request()
+'''
+
+_FLOOR_BODIES = {
+    # (a) one mapped task group per district, one task per object in it, wired by the hierarchy
+    "per_district_object": """
     @task(trigger_rule="none_failed", map_index_template=MAP_INDEX_TEMPLATE)
     def sync_object(name: str, unit: dict):
         get_current_context()["district_label"] = unit["label"]
-
-    units = start_request()
 
     @task_group(group_id=GROUP)
     def district(unit: dict) -> None:
@@ -264,12 +345,62 @@ with DAG(dag_id="{dag_id}", schedule=None, catchup=False, max_active_runs=1, tag
                 if parent in made:
                     made[parent] >> made[name]
 
-    @task(trigger_rule="all_done")
-    def finish_request(units: list[dict]) -> int:
-        return len(units)
+    district.expand(unit=units) >> finish_request(units)
+""",
+    # (b) one task per object (every district inside it), in the state pool, wired by the hierarchy
+    "per_object": """
+    @task(trigger_rule="none_failed", pool=_cfg.state_pool)
+    def sync_object(name: str, units: list[dict]):
+        return {{u["district_id"]: {{"status": "green"}} for u in units}}
+
+    finish = finish_request(units)
+    made = {{}}
+    for name in _names:
+        made[name] = sync_object.override(task_id=name)(name, units)
+        units.operator >> made[name] >> finish
+    for name in _names:
+        for parent in upstream_objects(_graph, name):
+            if parent in made:
+                made[parent] >> made[name]
+""",
+    # (c) one mapped task group per district, one task per hierarchy level in it (an object's
+    # level is one more than its deepest upstream object's), each level after the one before
+    "per_district_level": """
+    _level = {{}}
+    for name in _names:
+        _level[name] = 1 + max((_level[p] for p in upstream_objects(_graph, name) if p in _level), default=-1)
+
+    @task(trigger_rule="none_failed", map_index_template=MAP_INDEX_TEMPLATE)
+    def sync_level(objects: list[str], unit: dict):
+        get_current_context()["district_label"] = unit["label"]
+
+    @task_group(group_id=GROUP)
+    def district(unit: dict) -> None:
+        previous = None
+        for level in sorted(set(_level.values())):
+            made = sync_level.override(task_id=f"level_{{level}}")([n for n in _names if _level[n] == level], unit)
+            if previous is not None:
+                previous >> made
+            previous = made
 
     district.expand(unit=units) >> finish_request(units)
-'''.format(dag_id=FLOOR_DAG_ID)
+""",
+    # (d) one mapped task per district
+    "per_district": """
+    @task(trigger_rule="none_failed", map_index_template=MAP_INDEX_TEMPLATE)
+    def sync_district(unit: dict):
+        get_current_context()["district_label"] = unit["label"]
+
+    sync_district.expand(unit=units) >> finish_request(units)
+""",
+}
+
+
+def floor_source(shape: str) -> str:
+    """The floor DAG file for `shape` (one of SHAPES)."""
+    if shape not in _FLOOR_BODIES:
+        raise ValueError(f"unknown shape {shape!r}; one of {', '.join(SHAPES)}")
+    return (_FLOOR_HEAD + _FLOOR_BODIES[shape]).format(dag_id=FLOOR_DAG_ID, shape=shape, tag=shape_tag(shape))
 
 
 def floor_dags_folder(folder, project_dags, shape: str = "per_district_object") -> None:
@@ -280,18 +411,17 @@ def floor_dags_folder(folder, project_dags, shape: str = "per_district_object") 
     folder.mkdir(parents=True, exist_ok=True)
     for f in sorted(project_dags.glob("*.py")):
         (folder / f.name).symlink_to(f.resolve())
-    source = FLOOR_PER_OBJECT_SOURCE if shape == "per_object" else FLOOR_DAG_SOURCE
-    (folder / f"{FLOOR_DAG_ID}.py").write_text(source)
+    (folder / f"{FLOOR_DAG_ID}.py").write_text(floor_source(shape))
 
 
 def floor(client: Client, real: dict, timeout: float = 1800, shape: str | None = None) -> dict:
     """Run the floor DAG and set its per-task cost against `real`'s median SQL time."""
     client.wait_dag(FLOOR_DAG_ID)
     if shape:
-        client.wait_shape(FLOOR_DAG_ID, shape)
+        client.wait_floor_shape(shape)
     t0 = time.monotonic()
     run_id = client.trigger(FLOOR_DAG_ID, {})
-    dag_run = client.wait_run(FLOOR_DAG_ID, run_id, timeout)
+    dag_run = wait_or_fail(client, FLOOR_DAG_ID, run_id, timeout)
     wall = time.monotonic() - t0
     timings = [t for t in collect(client, None, FLOOR_DAG_ID, run_id) if is_object_task(t.task_id)]
     qe, ran = _median(t.queued_to_end for t in timings), _median(t.run for t in timings)
@@ -314,8 +444,15 @@ def format_report(res: dict) -> str:
                      f"{_f(t['run']):>8s} {_f(t['sql']):>8s} {_f(t['parse']):>8s} {_f(t['overhead']):>9s}")
     m = res["median"]
     ratio = res["overhead_ratio"]
+    lines.append("")
+    for left in res.get("leftover_runs") or []:
+        lines.append(f"leftover {left['state']} run {left['dag_id']} {left['run_id']} found before triggering: "
+                     f"{left['action']}")
+    if res.get("floor_only"):
+        lines.append(f"floor only: shape {res.get('shape')} is not built by the product; its tasks do nothing")
+    if res.get("celery_workers"):
+        lines.append(f"CeleryExecutor: {res['celery_workers']} workers × {res['celery_concurrency']} slots")
     lines += [
-        "",
         f"{res['dag_id']} {res['run_id']}: {res['state']}, {res['tasks']} task instances ran "
         f"({res['object_tasks']} object tasks), wall {_f(res['wall_seconds'])}",
         f"medians per object task: queued→end {_f(m['queued_to_end'])}, run {_f(m['run'])}, "
@@ -329,8 +466,12 @@ def format_report(res: dict) -> str:
                      f"{e['results']} district objects, median {_f(e['median'])}")
     if res.get("peak_connections"):
         p = res["peak_connections"]
-        lines.append(f"peak connections: state {p['state']}, busiest district {p['district']}, "
-                     f"this package in all {p['package']} ({p['samples']} samples)")
+        lines.append(f"peak connections named {APP_NAME}*: state {p['state']} (every backend there: "
+                     f"{p['state_all']}), busiest district {p['district']}, all databases {p['package']} "
+                     f"({p['samples']} samples)")
+        if p.get("state_by_application"):
+            lines.append("  on the state by application_name: "
+                         + ", ".join(f"{a} {n}" for a, n in p["state_by_application"].items()))
     if res.get("metadata_rows_added"):
         m = res["metadata_rows_added"]
         lines.append(f"metadata-DB rows added: {m['total']} ({', '.join(f'{k} {v}' for k, v in m['top_tables'].items())})")
@@ -358,7 +499,7 @@ def to_json(res: dict) -> str:
 # `--districts N --students M`: N small demo districts in a home of their own (embedded
 # PostgreSQL, Airflow home and configuration under it), so the demo's databases are untouched.
 SCALE_HOME_DIR = "bench-scale"
-APP_NAME = "campus-sync"  # PGAPPNAME of the bench's Airflow: its connections are counted by it
+APP_NAME = "campus-sync"  # db.APP_NAME: the package's connections are counted by it
 
 
 def scale_config_text(districts: int, shape: str, parallel: int, slots: int) -> str:
@@ -429,41 +570,63 @@ def empty_state() -> None:
 
 
 class ConnectionSampler:
-    """Samples `pg_stat_activity` of the embedded server every `interval` s in a thread: the peak
-    number of backends on the state database and on the busiest district database (each is used
-    by this package only), and of every backend named `application_name` outside the Airflow
-    metadata database."""
+    """Samples `pg_stat_activity` every `interval` s in a thread and keeps the peaks of this
+    package's connections, told apart by their `application_name` (`campus-sync` or
+    `campus-sync:<dag_id>/<task_id>`, see `db.application_name`): on the state database, on the
+    busiest district database, on all of them together, and per application name on the state.
+    Backends of anything else (Airflow's metadata connections, psql, the sampler itself) are not
+    counted; `state_all` is the state database's every backend, for comparison."""
 
-    def __init__(self, state_db: str, district_dbs: list[str], meta_db: str, app: str, interval: float = 0.25):
+    def __init__(self, state_db: str, district_dbs: list[str], app: str = APP_NAME, interval: float = 0.25,
+                 server_dsn: str | None = None):
         import threading
 
-        self.state_db, self.district_dbs, self.meta_db, self.app = state_db, district_dbs, meta_db, app
-        self.interval = interval
-        self.peak = {"state": 0, "district": 0, "package": 0, "samples": 0}
+        self.state_db, self.district_dbs, self.app = state_db, set(district_dbs), app
+        self.interval, self.server_dsn = interval, server_dsn
+        self.peak: dict = {"state": 0, "district": 0, "package": 0, "state_all": 0, "samples": 0,
+                           "state_by_application": {}}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def ours(self, application_name: str | None) -> bool:
+        return bool(application_name) and (application_name == self.app
+                                           or application_name.startswith(self.app + ":"))
+
+    def sample(self, conn) -> None:
+        """One look at pg_stat_activity through `conn` (a connection to any database of the server)."""
+        rows = conn.execute(
+            "SELECT datname, application_name, count(*) FROM pg_stat_activity"
+            " WHERE pid <> pg_backend_pid() AND datname IS NOT NULL GROUP BY 1, 2").fetchall()
+        peak = self.peak
+        state = sum(c for d, a, c in rows if d == self.state_db and self.ours(a))
+        per: dict[str, int] = {}
+        for d, a, c in rows:
+            if d in self.district_dbs and self.ours(a):
+                per[d] = per.get(d, 0) + c
+        peak["state"] = max(peak["state"], state)
+        peak["state_all"] = max(peak["state_all"], sum(c for d, _, c in rows if d == self.state_db))
+        peak["district"] = max(peak["district"], max(per.values(), default=0))
+        peak["package"] = max(peak["package"], sum(c for _, a, c in rows if self.ours(a)))
+        by_app = peak["state_by_application"]
+        for d, a, c in rows:
+            if d == self.state_db and self.ours(a):
+                by_app[a] = max(by_app.get(a, 0), c)
+        peak["samples"] += 1
 
     def _loop(self) -> None:
         import psycopg
 
         from campus_sync import db
 
-        with psycopg.connect(db.embedded_dsn("postgres"), autocommit=True) as conn:
+        with psycopg.connect(self.server_dsn or db.embedded_dsn("postgres"), autocommit=True) as conn:
             while not self._stop.is_set():
-                rows = conn.execute(
-                    "SELECT datname, application_name, count(*) FROM pg_stat_activity"
-                    " WHERE pid <> pg_backend_pid() AND datname IS NOT NULL GROUP BY 1, 2").fetchall()
-                state = sum(c for d, _, c in rows if d == self.state_db)
-                per: dict[str, int] = {}
-                for d, _, c in rows:
-                    if d in self.district_dbs:
-                        per[d] = per.get(d, 0) + c
-                package = sum(c for d, a, c in rows if a == self.app and d != self.meta_db)
-                self.peak["state"] = max(self.peak["state"], state)
-                self.peak["district"] = max(self.peak["district"], max(per.values(), default=0))
-                self.peak["package"] = max(self.peak["package"], package)
-                self.peak["samples"] += 1
+                self.sample(conn)
                 self._stop.wait(self.interval)
+
+    def result(self) -> dict:
+        """The peaks; per application name only the 10 largest (a per-district shape has many tasks)."""
+        top = sorted(self.peak["state_by_application"].items(), key=lambda kv: (-kv[1], kv[0]))[:10]
+        return {**self.peak, "state_by_application": dict(top)}
 
     def __enter__(self):
         self._thread.start()
@@ -495,41 +658,3 @@ def engine_seconds(state_dsn: str, dag_id: str, run_id: str) -> dict:
     sql = sql_seconds(state_dsn, dag_id, run_id)
     values = sorted(sql.values())
     return {"total": round(sum(values), 2), "median": _median(values), "results": len(values)}
-
-
-FLOOR_PER_OBJECT_SOURCE = '''"""campus_bench_floor: the per_object resync DAG's shape with no-op object tasks (written by
-`campus-sync bench airflow --floor` into its temporary dags folder; never in dags/)."""
-from airflow.sdk import DAG, task
-
-from campus_sync import config, hierarchy
-from campus_sync.orchestration.dagbuild import upstream_objects
-
-_graph = hierarchy.load()
-_cfg = config.load()
-_names = list(_graph.enabled(_cfg.state))
-
-with DAG(dag_id="{dag_id}", schedule=None, catchup=False, max_active_runs=1, tags=["bench"]):
-
-    @task
-    def start_request() -> list[dict]:
-        return [{{"district_id": d.id, "label": d.label}} for d in _cfg.districts]
-
-    @task(trigger_rule="none_failed", pool=_cfg.state_pool)
-    def sync_object(name: str, units: list[dict]):
-        return {{u["district_id"]: {{"status": "green"}} for u in units}}
-
-    @task(trigger_rule="all_done")
-    def finish_request(units: list[dict]) -> int:
-        return len(units)
-
-    units = start_request()
-    finish = finish_request(units)
-    made = {{}}
-    for name in _names:
-        made[name] = sync_object.override(task_id=name)(name, units)
-        units.operator >> made[name] >> finish
-    for name in _names:
-        for parent in upstream_objects(_graph, name):
-            if parent in made:
-                made[parent] >> made[name]
-'''.format(dag_id=FLOOR_DAG_ID)

@@ -37,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                            default=os.environ.get("AIRFLOW_EXECUTOR") or "LocalExecutor")
             p.add_argument("--broker-url", help="CeleryExecutor: broker (default: start redis-server on loopback)")
             p.add_argument("--redis-port", type=int, default=int(os.environ.get("AIRFLOW_REDIS_PORT") or 6379))
+            p.add_argument("--celery-workers", type=int, default=None, metavar="N",
+                           help="CeleryExecutor: Celery workers to start, each with its own hostname, pid file and "
+                                "log (default $AIRFLOW_CELERY_WORKERS or 1)")
             p.add_argument("--timeout", type=float, default=300, help="seconds to wait for healthy components")
         if name == "stop":
             p.add_argument("--timeout", type=float, default=15,
@@ -47,19 +50,27 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _deployment(args: argparse.Namespace):
     from pathlib import Path
 
-    from campus_sync.orchestration.local_airflow import LocalAirflow, default_home
+    from campus_sync.cli import CliError
+    from campus_sync.orchestration.local_airflow import (LocalAirflow, celery_workers_from_env,
+                                                         check_celery_workers, default_home)
 
     home = Path(args.home).resolve() if args.home else default_home().resolve()
     kwargs = {}
     if getattr(args, "executor", None):
+        try:
+            workers = (check_celery_workers(args.celery_workers, "--celery-workers")
+                       if args.celery_workers is not None else celery_workers_from_env())
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
         kwargs = {"host": args.host, "executor": args.executor, "broker_url": args.broker_url,
-                  "redis_port": args.redis_port}
+                  "redis_port": args.redis_port, "celery_workers": workers}
     else:  # stop/status: use what start recorded
         from campus_sync.orchestration.local_airflow import LocalAirflow as _L
 
         recorded = _L(home=home)._recorded()
         if recorded:
-            kwargs = {"host": recorded.get("host", "0.0.0.0"), "executor": recorded.get("executor", "LocalExecutor")}
+            kwargs = {"host": recorded.get("host", "0.0.0.0"), "executor": recorded.get("executor", "LocalExecutor"),
+                      "celery_workers": int(recorded.get("celery_workers") or 1)}
             args.port = recorded.get("port", args.port)
     return LocalAirflow(home=home, port=args.port, **kwargs)
 

@@ -55,8 +55,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(.campus_sync/bench-scale: its own embedded PostgreSQL, Airflow and configuration; the "
                         "demo is untouched) and run the full resync over them, reporting peak connections and "
                         "metadata-DB rows added")
-    a.add_argument("--shape", choices=["per_object", "per_district_object"], default="per_object",
-                   help="with --districts: full_resync_shape of the bench deployment (default per_object)")
+    a.add_argument("--shape", choices=["per_object", "per_district_object", "per_district_level", "per_district"],
+                   default="per_object",
+                   help="with --districts: full_resync_shape of the bench deployment (default per_object); "
+                        "per_district_level (one task per district per hierarchy level) and per_district (one "
+                        "task per district) are not shapes of the product: with --floor only, their floor alone")
     a.add_argument("--parallel", type=_positive, default=4,
                    help="with --districts: districts_in_parallel (default 4)")
     a.add_argument("--pool-slots", type=_positive, default=2,
@@ -65,12 +68,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with --districts: keep the state from the previous bench run (an unchanged resync); "
                         "default: an empty state (a first load)")
     a.add_argument("--executor", choices=["LocalExecutor", "CeleryExecutor"], default="LocalExecutor",
-                   help="with --start: the executor (CeleryExecutor starts redis-server on loopback and a worker)")
+                   help="with --start: the executor (CeleryExecutor starts redis-server on loopback and "
+                        "--celery-workers workers)")
+    a.add_argument("--celery-workers", type=_positive, default=None, metavar="N",
+                   help="with --start --executor CeleryExecutor: Celery workers to start (default "
+                        "$AIRFLOW_CELERY_WORKERS or 1), each with --celery-concurrency slots")
+    a.add_argument("--celery-concurrency", type=_positive, default=None, metavar="N",
+                   help="with --executor CeleryExecutor: task slots per worker (default 4)")
     b.set_defaults(func=cmd_bench)
 
 
 def cmd_bench_airflow(args: argparse.Namespace) -> int:
     import os
+    import sys
     import tempfile
     from pathlib import Path
 
@@ -83,13 +93,28 @@ def cmd_bench_airflow(args: argparse.Namespace) -> int:
         raise SystemExit("--floor needs --start (the floor DAG lives in the bench's own dags folder)")
     if args.districts and not args.start:
         raise SystemExit("--districts needs --start (the districts get an Airflow of their own)")
+    floor_only = args.shape in bench_airflow.FLOOR_ONLY_SHAPES
+    if floor_only and not (args.floor and args.districts):
+        raise SystemExit(f"--shape {args.shape} is not a shape of the product: only its floor is measured, "
+                         "with --districts N --start --floor")
+    if (args.celery_workers or args.celery_concurrency) and args.executor != "CeleryExecutor":
+        raise SystemExit("--celery-workers and --celery-concurrency need --executor CeleryExecutor")
+    from campus_sync.orchestration.local_airflow import celery_workers_from_env, check_celery_workers
+
+    try:
+        args.celery_workers = (check_celery_workers(args.celery_workers, "--celery-workers")
+                               if args.celery_workers is not None else celery_workers_from_env())
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
     seeded = scale_home = None
     if args.districts:
         scale_home = db.home() / bench_airflow.SCALE_HOME_DIR
-        bench_airflow.use_scale_home(scale_home, args.districts, args.shape, args.parallel, args.pool_slots)
-        seeded = bench_airflow.seed_districts(args.students or 50)
-        if not args.keep_state:
-            bench_airflow.empty_state()
+        product_shape = "per_object" if floor_only else args.shape  # the real DAG's; untouched when floor_only
+        bench_airflow.use_scale_home(scale_home, args.districts, product_shape, args.parallel, args.pool_slots)
+        if not floor_only:  # a floor runs no SQL: nothing to seed, no state to empty
+            seeded = bench_airflow.seed_districts(args.students or 50)
+            if not args.keep_state:
+                bench_airflow.empty_state()
     shape = args.shape if args.districts else None
     scratch = tempfile.TemporaryDirectory(prefix="campus-bench-floor-") if args.floor else None
     if args.start:
@@ -97,13 +122,15 @@ def cmd_bench_airflow(args: argparse.Namespace) -> int:
         from campus_sync.orchestration.local_airflow import LocalAirflow, free_port  # the `make airflow` launcher
 
         shape = shape or config.load().full_resync_shape
-        extra = {"PGAPPNAME": bench_airflow.APP_NAME}
+        extra: dict[str, str] = {}
         if scratch is not None:
             bench_airflow.floor_dags_folder(Path(scratch.name) / "dags", paths.PROJECT_ROOT / "dags", shape)
             extra["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(scratch.name) / "dags")
         more = {"home": scale_home / "airflow"} if scale_home else {}
+        if args.celery_concurrency:
+            more["celery_concurrency"] = args.celery_concurrency
         deployment = LocalAirflow(port=args.port, extra_env=extra, executor=args.executor,
-                                  redis_port=free_port("127.0.0.1"), **more)
+                                  redis_port=free_port("127.0.0.1"), celery_workers=args.celery_workers, **more)
     try:
         if deployment is not None:
             deployment.start()  # inside the try: a start that times out still stops what it started
@@ -114,20 +141,37 @@ def cmd_bench_airflow(args: argparse.Namespace) -> int:
             pw_file = home / "simple_auth_manager_passwords.json.generated"
             password = json.loads(pw_file.read_text())[args.user] if pw_file.exists() else ""
         client = bench_airflow.Client(url, args.user, password)
+        # Runs an interrupted bench left would be resumed by the scheduler next to the measured
+        # one: failed first in the bench's own Airflow; in another's (--url) only reported.
+        triggered = ([] if floor_only else [args.dag]) + ([bench_airflow.FLOOR_DAG_ID] if args.floor else [])
+        leftovers = client.fail_leftover_runs(triggered, fail=deployment is not None)
+        for left in leftovers:
+            print(f"bench: leftover {left['state']} run {left['dag_id']} {left['run_id']}: {left['action']}",
+                  file=sys.stderr, flush=True)
         sampler = meta = None
         if args.districts:
             from campus_sync import config
 
             cfg = config.load()
-            sampler = bench_airflow.ConnectionSampler(
-                "campus_state", [d.conn_id for d in cfg.districts], deployment.meta_db, bench_airflow.APP_NAME)
+            sampler = bench_airflow.ConnectionSampler("campus_state", [d.conn_id for d in cfg.districts])
             meta = deployment.meta_db
-            client.wait_dag(args.dag)
-            client.wait_shape(args.dag, shape)
-        res = bench_airflow.run(client, tasks.state_dsn(), args.dag, json.loads(args.conf), timeout=args.timeout,
-                                sampler=sampler, meta_db=meta)
+            if not floor_only:
+                client.wait_dag(args.dag)
+                client.wait_shape(args.dag, shape)
+        if floor_only:
+            client.wait_dag(bench_airflow.FLOOR_DAG_ID)
+            client.wait_floor_shape(shape)
+            res = bench_airflow.run(client, None, bench_airflow.FLOOR_DAG_ID, {}, timeout=args.timeout,
+                                    sampler=None, meta_db=meta)
+            res["floor_only"] = True
+        else:
+            res = bench_airflow.run(client, tasks.state_dsn(), args.dag, json.loads(args.conf),
+                                    timeout=args.timeout, sampler=sampler, meta_db=meta)
         res["shape"], res["executor"], res["seeded"] = shape, args.executor, seeded
-        if args.floor:
+        res["leftover_runs"] = leftovers
+        if deployment is not None and deployment.celery:
+            res["celery_workers"], res["celery_concurrency"] = deployment.celery_workers, deployment.celery_concurrency
+        if args.floor and not floor_only:
             res["floor"] = bench_airflow.floor(client, res, timeout=args.timeout, shape=shape)
     finally:
         if deployment is not None:

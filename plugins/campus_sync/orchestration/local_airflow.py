@@ -18,9 +18,12 @@ project's dags/ and plugins/, `CAMPUS_SYNC_CONFIG`, the API port (UI, REST and t
 move together) and secrets kept in `$AIRFLOW_HOME/campus_sync_secrets.json` so JWTs and
 encrypted connections survive a restart.
 
-LocalExecutor runs api-server, scheduler, dag-processor and triggerer. CeleryExecutor adds a
-Celery worker (apache-airflow-providers-celery) and, unless a broker URL is given, starts
-Debian's `redis-server` on loopback as one more component.
+LocalExecutor runs api-server, scheduler, dag-processor and triggerer. CeleryExecutor adds
+`celery_workers` Celery workers (apache-airflow-providers-celery; `--celery-workers`, or
+AIRFLOW_CELERY_WORKERS for `make airflow`) and, unless a broker URL is given, starts Debian's
+`redis-server` on loopback as one more component. The workers are components of their own
+(`celery-worker`, `celery-worker-2`, ...: own pid file, log and Celery hostname); the first serves
+the task logs on the worker log port, the others share its log folder and skip their log server.
 
 Plain Python, no Airflow import: the components are `airflow` CLI processes.
 """
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -47,7 +51,11 @@ META_DB = "airflow_meta"
 ADMIN = "admin"
 BASE_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 HEALTH_KEYS = {"scheduler": "scheduler", "dag-processor": "dag_processor", "triggerer": "triggerer"}
-KNOWN_COMPONENTS = ("redis", "celery-worker", *BASE_COMPONENTS)  # start order; stop goes in reverse
+WORKER = "celery-worker"  # the first Celery worker; the next ones are celery-worker-2, celery-worker-3, ...
+KNOWN_COMPONENTS = ("redis", WORKER, *BASE_COMPONENTS)  # start order; stop goes in reverse
+MAX_CELERY_WORKERS = 16
+CELERY_WORKERS_ENV = "AIRFLOW_CELERY_WORKERS"
+_WORKER_RE = re.compile(r"celery-worker(-([2-9]|[1-9][0-9]+))?")
 TAG = "CAMPUS_SYNC_AIRFLOW_COMPONENT"  # <home>::<component>, inherited by every descendant
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 
@@ -92,6 +100,38 @@ class AirflowStopError(RuntimeError):
         super().__init__(f"{len(survivors)} process(es) still running after SIGKILL: {listing}")
 
 
+def worker_names(count: int) -> tuple[str, ...]:
+    """The component names of `count` Celery workers: celery-worker, celery-worker-2, ..."""
+    return (WORKER,) + tuple(f"{WORKER}-{i}" for i in range(2, count + 1))
+
+
+def _is_worker(component: str) -> bool:
+    return _WORKER_RE.fullmatch(component) is not None
+
+
+def _worker_index(component: str) -> int:
+    return 1 if component == WORKER else int(component.rsplit("-", 1)[1])
+
+
+def check_celery_workers(count: object, where: str = "celery_workers") -> int:
+    """`count` as a number of Celery workers (1 to MAX_CELERY_WORKERS), else an error naming `where`."""
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_CELERY_WORKERS:
+        raise ValueError(f"{where} must be a whole number from 1 to {MAX_CELERY_WORKERS}, not {count!r}")
+    return count
+
+
+def celery_workers_from_env() -> int:
+    """AIRFLOW_CELERY_WORKERS (`make airflow AIRFLOW_EXECUTOR=CeleryExecutor AIRFLOW_CELERY_WORKERS=2`), default 1."""
+    raw = os.environ.get(CELERY_WORKERS_ENV, "").strip()
+    if not raw:
+        return 1
+    try:
+        value: object = int(raw)
+    except ValueError:
+        value = raw
+    return check_celery_workers(value, f"{CELERY_WORKERS_ENV}={raw}")
+
+
 def default_home() -> Path:
     """`.campus_sync/airflow` (under $CAMPUS_SYNC_HOME): never a shell-wide AIRFLOW_HOME of another Airflow."""
     return db.home() / "airflow"
@@ -129,7 +169,8 @@ class LocalAirflow:
     redis_port: int = 6379
     meta_db: str = META_DB
     extra_env: dict[str, str] = field(default_factory=dict)  # e.g. AIRFLOW_CONN_* for every component
-    celery_concurrency: int = 4
+    celery_concurrency: int = 4  # task slots per Celery worker
+    celery_workers: int = 1  # Celery workers started (CeleryExecutor only)
     log_ports: tuple[int, int] | None = None  # worker/triggerer log servers; default port+1, port+2
     triggerer: bool = True  # no deferrable tasks here; a test may leave it out to save CPU
 
@@ -159,12 +200,25 @@ class LocalAirflow:
     def celery(self) -> bool:
         return self.executor == "CeleryExecutor"
 
+    def __post_init__(self) -> None:
+        check_celery_workers(self.celery_workers)
+
     @property
     def components(self) -> tuple[str, ...]:
         extra: tuple[str, ...] = ()
         if self.celery:
-            extra = ("celery-worker",) if self.broker_url else ("redis", "celery-worker")
+            extra = worker_names(self.celery_workers) if self.broker_url else ("redis", *worker_names(self.celery_workers))
         return extra + tuple(c for c in BASE_COMPONENTS if self.triggerer or c != "triggerer")
+
+    def known_components(self) -> tuple[str, ...]:
+        """Every component this home may have running, in start order: the fixed ones plus each
+        Celery worker this deployment asks for, the last start recorded, or a pid file names (a
+        deployment started with more workers than this object asks for is still stopped whole)."""
+        workers = set(worker_names(self.celery_workers))
+        workers.update(c for c in self._recorded().get("components", []) if _is_worker(c))
+        if self.run_dir.is_dir():
+            workers.update(f.stem for f in self.run_dir.glob(f"{WORKER}*.pid") if _is_worker(f.stem))
+        return ("redis", *sorted(workers, key=_worker_index), *BASE_COMPONENTS)
 
     def pid_file(self, component: str) -> Path:
         return self.run_dir / f"{component}.pid"
@@ -275,8 +329,11 @@ class LocalAirflow:
         airflow = str(Path(sys.executable).with_name("airflow"))
         if component == "api-server":
             return [airflow, "api-server", "--port", str(self.port), "--host", self.host]
-        if component == "celery-worker":
-            return [airflow, "celery", "worker", "--concurrency", str(self.celery_concurrency)]
+        if _is_worker(component):
+            cmd = [airflow, "celery", "worker", "--concurrency", str(self.celery_concurrency),
+                   "--celery-hostname", f"{component}@%h"]
+            # one log server per machine: the workers share the log folder, the first serves it
+            return cmd if component == WORKER else cmd + ["--skip-serve-logs"]
         if component == "redis":
             exe = shutil.which("redis-server")
             if not exe:
@@ -401,7 +458,7 @@ class LocalAirflow:
         if all(pids.values()):
             self.wait_healthy(timeout)
             return False
-        for component in KNOWN_COMPONENTS:  # a dead component's children would hold its ports
+        for component in self.known_components():  # a dead component's children would hold its ports
             if not pids.get(component):
                 self._stop_leftovers(component)
         if not any(pids.values()):
@@ -414,6 +471,7 @@ class LocalAirflow:
         self.ensure_state_pool(env)
         self.state_file.write_text(json.dumps({
             "port": self.port, "executor": self.executor, "host": self.host, "components": list(self.components),
+            "celery_workers": self.celery_workers, "celery_concurrency": self.celery_concurrency,
             "users": env.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", ""),
             "all_admins": env.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "").lower() in ("true", "1")}))
         for component in self.components:
@@ -470,33 +528,38 @@ class LocalAirflow:
         last look: a process that outlived SIGKILL raises AirflowStopError naming it, and its
         component's pid file is kept for the next try.
         """
+        known = self.known_components()
         procs = self.leftovers()
         self._terminate(procs, timeout)
         survivors = self.leftovers()
-        for component in KNOWN_COMPONENTS:  # reap leaders that are our own children (tests)
+        for component in known:  # reap leaders that are our own children (tests)
             try:
                 os.waitpid(int(self.pid_file(component).read_text().strip()), os.WNOHANG)
             except (OSError, ValueError, ChildProcessError):
                 pass
         kept = set(survivors.values())
-        for component in KNOWN_COMPONENTS:
+        for component in known:
             if component not in kept:
                 self.pid_file(component).unlink(missing_ok=True)
-        stopped = [c for c in reversed(KNOWN_COMPONENTS) if c in set(procs.values())]
+        had = set(procs.values())
+        stopped = [c for c in reversed(known) if c in had] + sorted(had - set(known))
         if survivors:
             raise AirflowStopError({pid: f"{component}: {_cmdline(pid)}" for pid, component in survivors.items()},
                                    stopped)
         self.state_file.unlink(missing_ok=True)
         return stopped
 
-    def leftovers(self, components: tuple[str, ...] = KNOWN_COMPONENTS) -> dict[int, str]:
-        """Live processes of this deployment's `components`: pid → component.
+    def leftovers(self, components: tuple[str, ...] | None = None) -> dict[int, str]:
+        """Live processes of this deployment's `components` (default: all of it, every Celery
+        worker included): pid → component.
 
         A process belongs to a component when it carries the component's tag, or sits in the
         process group or session of the component's recorded leader (when that pid is not a
         stranger's now), or descends from such a process. Never this process or its ancestors,
         never a PostgreSQL server process.
         """
+        everything = components is None
+        components = self.known_components() if everything else components
         table = _process_table()
         prefix = self._tag("")
         leaders: dict[int, str] = {}
@@ -508,8 +571,9 @@ class LocalAirflow:
         for pid, proc in table.items():
             tag = _environ_tag(pid)
             if tag is not None and tag.startswith(prefix):
-                if tag[len(prefix):] in components:
-                    found[pid] = tag[len(prefix):]
+                name = tag[len(prefix):]
+                if name in components or (everything and _is_worker(name)):
+                    found[pid] = name
             elif tag is None and (proc.pgid in leaders or proc.sid in leaders):
                 found[pid] = leaders[proc.pgid if proc.pgid in leaders else proc.sid]
         children: dict[int, list[int]] = {}
