@@ -73,5 +73,7 @@ def test_floor_only_shapes_need_the_floor_and_districts(capsys):
 
     with pytest.raises(SystemExit, match="--shape per_district is not a shape of the product"):
         main(["bench", "airflow", "--start", "--districts", "3", "--shape", "per_district"])
+    with pytest.raises(SystemExit, match="--floor-only needs --districts N --start"):
+        main(["bench", "airflow", "--start", "--floor-only"])
     with pytest.raises(SystemExit, match="--celery-workers and --celery-concurrency need --executor CeleryExecutor"):
         main(["bench", "airflow", "--start", "--celery-workers", "2"])

@@ -464,6 +464,8 @@ def format_report(res: dict) -> str:
         e = res["engine_seconds"]
         lines.append(f"task instances {res.get('task_instances')}; engine (SQL) time {_f(e['total'])} over "
                      f"{e['results']} district objects, median {_f(e['median'])}")
+    elif res.get("task_instances"):
+        lines.append(f"task instances {res['task_instances']}")
     if res.get("peak_connections"):
         p = res["peak_connections"]
         lines.append(f"peak connections named {APP_NAME}*: state {p['state']} (every backend there: "

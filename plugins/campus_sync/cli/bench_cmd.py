@@ -49,6 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--floor", action="store_true",
                    help="with --start: then run the same DAG shape with no-op object tasks (campus_bench_floor) "
                         "and report what Airflow alone costs per task")
+    a.add_argument("--floor-only", action="store_true",
+                   help="with --districts --start: run only the floor DAG of --shape, not the resync (implied by "
+                        "the shapes the product does not build)")
     a.add_argument("--timeout", type=_positive, default=1800, help="seconds to wait for the run (default 1800)")
     a.add_argument("--districts", type=_positive, default=None, metavar="N",
                    help="with --start: seed N demo districts (--students each) in a home of their own "
@@ -93,10 +96,13 @@ def cmd_bench_airflow(args: argparse.Namespace) -> int:
         raise SystemExit("--floor needs --start (the floor DAG lives in the bench's own dags folder)")
     if args.districts and not args.start:
         raise SystemExit("--districts needs --start (the districts get an Airflow of their own)")
-    floor_only = args.shape in bench_airflow.FLOOR_ONLY_SHAPES
+    if args.floor_only and not (args.districts and args.start):
+        raise SystemExit("--floor-only needs --districts N --start")
+    args.floor = args.floor or args.floor_only
+    floor_only = args.floor_only or args.shape in bench_airflow.FLOOR_ONLY_SHAPES
     if floor_only and not (args.floor and args.districts):
         raise SystemExit(f"--shape {args.shape} is not a shape of the product: only its floor is measured, "
-                         "with --districts N --start --floor")
+                         "with --districts N --start --floor (or --floor-only)")
     if (args.celery_workers or args.celery_concurrency) and args.executor != "CeleryExecutor":
         raise SystemExit("--celery-workers and --celery-concurrency need --executor CeleryExecutor")
     from campus_sync.orchestration.local_airflow import celery_workers_from_env, check_celery_workers
@@ -109,7 +115,7 @@ def cmd_bench_airflow(args: argparse.Namespace) -> int:
     seeded = scale_home = None
     if args.districts:
         scale_home = db.home() / bench_airflow.SCALE_HOME_DIR
-        product_shape = "per_object" if floor_only else args.shape  # the real DAG's; untouched when floor_only
+        product_shape = args.shape if args.shape in bench_airflow.PRODUCT_SHAPES else "per_object"
         bench_airflow.use_scale_home(scale_home, args.districts, product_shape, args.parallel, args.pool_slots)
         if not floor_only:  # a floor runs no SQL: nothing to seed, no state to empty
             seeded = bench_airflow.seed_districts(args.students or 50)
