@@ -123,7 +123,12 @@ def register_resync(esub: argparse._SubParsersAction) -> None:
                    help="resources to send (default: every resource the configuration turns on)")
     r.add_argument("--no-select-dependencies", action="store_true",
                    help="send only the given resources, not the resources they depend on")
-    r.add_argument("--run-cleanup", action="store_true", help="Tennessee only")
+    r.add_argument("--run-cleanup", action="store_true",
+                   help="Tennessee only: also find the documents at the API, in the request's scope, that Campus "
+                        "does not have (reads the API: may dramatically increase processing time); a dry run "
+                        "that reports them unless --confirm-cleanup")
+    r.add_argument("--confirm-cleanup", action="store_true",
+                   help="with --run-cleanup: delete what the clean-up finds (under the mass-delete guard)")
     r.add_argument("--confirm-deletes", action="store_true", help="override the mass-delete guard once")
     r.add_argument("--plan", action="store_true", help="print the planned resources in order and stop")
     r.add_argument("--failed-csv", default=None, metavar="FILE", help="write the failed documents as CSV to FILE")
@@ -136,19 +141,20 @@ def cmd_resync(args: argparse.Namespace) -> int:
     import getpass
 
     from campus_sync.cli import CliError
-    from campus_sync.edfi import resync
+    from campus_sync.edfi import cleanup, resync
 
     params = {"configuration": args.configuration, "schools": args.schools, "all_schools": args.all_schools,
               "person_ids": args.person_ids, "course_ids": args.course_ids, "section_ids": args.section_ids,
               "resources": args.resources, "select_dependencies": not args.no_select_dependencies,
-              "run_cleanup": args.run_cleanup, "confirm_deletes": args.confirm_deletes}
+              "run_cleanup": args.run_cleanup, "confirm_cleanup": args.confirm_cleanup,
+              "confirm_deletes": args.confirm_deletes}
     try:
         request = resync.parse_request(params)
         if args.plan:
             order = resync.plan(request)
             print(json.dumps({"plan": order}) if args.json else "planned resources, in order:\n  " + "\n  ".join(order))
             return 0
-        summary = resync.run(request, user=args.user or getpass.getuser())
+        summary = cleanup.run(request, user=args.user or getpass.getuser())
     except (resync.EdfiRequestError, ValueError) as exc:
         raise CliError(str(exc)) from None
     if args.failed_csv:

@@ -32,7 +32,7 @@ MAX_IDS = 10_000
 SEPARATORS = re.compile(r"[\s,]+")
 ROUTE_STYLES = ("shared", "year", "context-year", "tenant-year")
 PARAMS = ("configuration", "schools", "all_schools", "person_ids", "course_ids", "section_ids", "resources",
-          "select_dependencies", "run_cleanup", "confirm_deletes")
+          "select_dependencies", "run_cleanup", "confirm_cleanup", "confirm_deletes")
 # The resources the extract queries (include/sql/edfi/<resource>.sql) can build.
 CLEANUP_STATE = "TN"
 ALL_SCHOOLS_WARNING = ("Resyncs every school of the district. Users are highly encouraged NOT to select All "
@@ -80,7 +80,8 @@ class EdfiRequest:
     section_ids: tuple[str, ...] = ()
     resources: tuple[str, ...] = ()  # send order, dependencies included when select_dependencies
     select_dependencies: bool = True
-    run_cleanup: bool = False
+    run_cleanup: bool = False  # Run Clean-up Logic (Tennessee): a dry run unless confirm_cleanup
+    confirm_cleanup: bool = False  # the clean-up deletes what it finds (still under the mass-delete guard)
     confirm_deletes: bool = False
     chosen: tuple[str, ...] = field(default=(), compare=False)  # the resources the user picked
 
@@ -90,7 +91,8 @@ class EdfiRequest:
                 "person_ids": list(self.person_ids), "course_ids": list(self.course_ids),
                 "section_ids": list(self.section_ids), "resources": list(self.resources),
                 "select_dependencies": self.select_dependencies, "run_cleanup": self.run_cleanup,
-                "confirm_deletes": self.confirm_deletes, "chosen": list(self.chosen)}
+                "confirm_cleanup": self.confirm_cleanup, "confirm_deletes": self.confirm_deletes,
+                "chosen": list(self.chosen)}
 
     @classmethod
     def from_dict(cls, d: dict) -> EdfiRequest:
@@ -100,7 +102,7 @@ class EdfiRequest:
                    section_ids=tuple(d.get("section_ids") or ()), resources=tuple(d["resources"]),
                    select_dependencies=bool(d.get("select_dependencies", True)),
                    run_cleanup=bool(d.get("run_cleanup", False)), confirm_deletes=bool(d.get("confirm_deletes", False)),
-                   chosen=tuple(d.get("chosen") or ()))
+                   chosen=tuple(d.get("chosen") or ()), confirm_cleanup=bool(d.get("confirm_cleanup", False)))
 
 
 # ------------------------------------------------------------------ configurations
@@ -283,6 +285,9 @@ def parse_request(params: dict) -> EdfiRequest:
     run_cleanup = _bool(params, "run_cleanup", False)
     if run_cleanup and conf.state != CLEANUP_STATE:
         raise EdfiRequestError(f"run_cleanup is for Tennessee only; configuration {conf.name!r} is for {conf.state}")
+    confirm_cleanup = _bool(params, "confirm_cleanup", False)
+    if confirm_cleanup and not run_cleanup:
+        raise EdfiRequestError("confirm_cleanup needs run_cleanup: it lets the clean-up delete what it finds")
     raw_resources = params.get("resources")
     if raw_resources is None or raw_resources == [] or raw_resources == "":
         chosen = list(conf.resources)
@@ -298,14 +303,19 @@ def parse_request(params: dict) -> EdfiRequest:
     resources = set(chosen)
     if select:
         resources |= dependencies_of(chosen, conf.resources)
+    person_ids = parse_ids(params.get("person_ids"), "person_ids")
+    course_ids = parse_ids(params.get("course_ids"), "course_ids")
+    section_ids = parse_ids(params.get("section_ids"), "section_ids")
+    if run_cleanup and (course_ids or section_ids):
+        raise EdfiRequestError("run_cleanup cannot be narrowed by course_ids or section_ids: the API's documents "
+                               "cannot be tied to Campus course or section IDs; narrow it by schools and person_ids")
     return EdfiRequest(
         configuration=conf.name, district_id=conf.district, school_year=conf.end_year(),
         schools=None if all_schools else tuple(sorted(set(schools))),
-        person_ids=parse_ids(params.get("person_ids"), "person_ids"),
-        course_ids=parse_ids(params.get("course_ids"), "course_ids"),
-        section_ids=parse_ids(params.get("section_ids"), "section_ids"),
+        person_ids=person_ids, course_ids=course_ids, section_ids=section_ids,
         resources=plan_order(resources), select_dependencies=select, run_cleanup=run_cleanup,
-        confirm_deletes=_bool(params, "confirm_deletes", False), chosen=plan_order(chosen))
+        confirm_deletes=_bool(params, "confirm_deletes", False), chosen=plan_order(chosen),
+        confirm_cleanup=confirm_cleanup)
 
 
 # ------------------------------------------------------------------ order

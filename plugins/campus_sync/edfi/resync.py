@@ -670,13 +670,16 @@ def check_dependencies(api, resources: list[str] | None = None) -> list[str]:
 
 
 # ------------------------------------------------------------------ a whole request in-process
-def run(params: dict, *, user: str, on_resource=None) -> dict:
+def run(params: dict, *, user: str, on_resource=None, delete_step=None) -> dict:
     """Validate, start, send every resource, delete in reverse order and finish, in this process
     (the CLI and automatic resyncs). A resource whose send fails is recorded as failed and the
-    resources depending on it are not run."""
+    resources depending on it are not run. `delete_step(batch_id, request, resource)` replaces
+    delete_resource: a request with run_cleanup needs the clean-up's (`cleanup.run` passes it)."""
     import os
 
     request = parse_request(params) if isinstance(params, dict) else params
+    if request.run_cleanup and delete_step is None:
+        raise EdfiRequestError("run_cleanup needs the clean-up's delete step: run it with campus_sync.edfi.cleanup.run")
     liveness = _tool("liveness")
     owner_conn = None
     if not os.environ.get(liveness.OWNER_ENV):
@@ -685,14 +688,14 @@ def run(params: dict, *, user: str, on_resource=None) -> dict:
         owner_conn = state_connection()
         os.environ[liveness.OWNER_ENV] = json.dumps(liveness.process_owner(owner_conn))
     try:
-        return _run(request, user, on_resource)
+        return _run(request, user, on_resource, delete_step or delete_resource)
     finally:
         if owner_conn is not None:
             os.environ.pop(liveness.OWNER_ENV, None)
             owner_conn.close()
 
 
-def _run(request: EdfiRequest, user: str, on_resource) -> dict:
+def _run(request: EdfiRequest, user: str, on_resource, delete_step) -> dict:
     from campus_sync.edfi import model
 
     batch_id = start(request, user=user)
@@ -722,7 +725,7 @@ def _run(request: EdfiRequest, user: str, on_resource) -> dict:
         for resource in reversed(order):
             if outcomes[resource][0] == "success":
                 try:
-                    outcomes[resource] = ("success", count(delete_resource(batch_id, request, resource)))
+                    outcomes[resource] = ("success", count(delete_step(batch_id, request, resource)))
                 except Exception as exc:  # noqa: BLE001
                     outcomes[resource] = ("failed", f"{type(exc).__name__}: {exc}")
     finally:

@@ -24,7 +24,9 @@ edfi_resync (manual): Campus's Ed-Fi Resync tool.
   earlier DELETE would be refused with 409), and then strictly in reverse dependency order, so
   per-resource delete tasks would be a chain of N tasks behind a join, each a worker process, for
   no parallelism. The task deletes, in reverse plan order, for each resource whose send
-  succeeded; each resource's deletes still get their own counters in the history.
+  succeeded; each resource's deletes still get their own counters in the history. With
+  run_cleanup (Tennessee) each resource's deletes are followed by its clean-up
+  (`campus_sync.edfi.cleanup`), in the same order.
 - `finish_request` (`all_done`) depends on every task and is the run's only leaf: it closes the
   request, releases the locks, and fails the run when any resource failed.
 
@@ -46,8 +48,9 @@ from airflow.sdk import DAG, Asset, Param, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from campus_sync.edfi import request as edfi_request
-from campus_sync.orchestration.dagbuild import (BOOKKEEPING_ARGS, DEFAULT_ARGS, explain_missing_start, refused,
-                                                skip_downstream, skipping_task, triggering_user)
+from campus_sync.orchestration.dagbuild import (BOOKKEEPING_ARGS, DEFAULT_ARGS, skip_downstream, skipping_task,
+                                                triggering_user)
+from campus_sync.orchestration.refusals import checked_request, finish_unstarted
 
 START = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
 DELETE_TASK = "delete_documents"
@@ -120,8 +123,15 @@ def edfi_params(confs: dict | None = None) -> dict[str, Param]:
         ),
         "run_cleanup": Param(
             False, type="boolean", title="Run Clean-up Logic (Tennessee Only)",
-            description="Tennessee only: run the dependency clean-up logic (may dramatically increase the "
-                        "processing time). Refused for a configuration of another state.",
+            description="Tennessee only: also find the records at the Ed-Fi API, in this request's scope, that "
+                        "Campus no longer has, whoever sent them (reads the API: may dramatically increase the "
+                        "processing time). A dry run: they are reported, not deleted, unless Confirm clean-up. "
+                        "Refused for a configuration of another state.",
+        ),
+        "confirm_cleanup": Param(
+            False, type="boolean", title="Confirm clean-up",
+            description="With Run Clean-up Logic: delete the records it finds (children first), under the "
+                        "mass-delete guard.",
         ),
         "confirm_deletes": Param(
             False, type="boolean", title="Confirm deletes",
@@ -175,18 +185,16 @@ def build_edfi_dag(dag_id: str = "edfi_resync", *, doc_md: str | None = None) ->
             """Validate the form, open the request and lock its combinations; skip the unplanned
             sends. Refused input writes nothing. Idempotent per run (a retry reuses the request)."""
             from campus_sync.edfi import resync
-            from campus_sync.tools import requests
 
             context = get_current_context()
             params = dict(context["params"])
-            try:
-                requests.check_conf_keys(context["dag_run"].conf, context["dag"].params.keys())
+
+            def begin() -> tuple:
                 req = resync.parse_request(_request_params(params))
-                planned = resync.plan(req)
-                batch_id = resync.start(req, user=triggering_user(context, params),
-                                        dag_id=context["dag"].dag_id, run_id=context["run_id"])
-            except (requests.RequestError, resync.EdfiRequestError) as exc:
-                raise refused(context, exc) from None
+                return req, resync.plan(req), resync.start(req, user=triggering_user(context, params),
+                                                          dag_id=context["dag"].dag_id, run_id=context["run_id"])
+
+            req, planned, batch_id = checked_request(context, begin, resync.EdfiRequestError)
             log.info("Ed-Fi resync request %s: %s", batch_id, " → ".join(planned))
             check = _dependency_check(batch_id)
             if isinstance(check, list) and check:
@@ -212,8 +220,9 @@ def build_edfi_dag(dag_id: str = "edfi_resync", *, doc_md: str | None = None) ->
 
         @task(task_id=DELETE_TASK, trigger_rule="all_done", multiple_outputs=False)
         def delete_documents(unit: dict | None) -> dict:
-            """Each planned resource whose send succeeded: its deletes, reverse dependency order."""
-            from campus_sync.edfi import resync
+            """Each planned resource whose send succeeded: its deletes (and, with run_cleanup, the
+            clean-up of what the API has and Campus does not), reverse dependency order."""
+            from campus_sync.edfi import cleanup, resync
 
             if not unit:
                 raise AirflowSkipException("the request was not started")
@@ -226,7 +235,7 @@ def build_edfi_dag(dag_id: str = "edfi_resync", *, doc_md: str | None = None) ->
                 if states.get(send_task_id(resource)) != "success":
                     continue
                 try:
-                    outcomes[resource] = ["success", resync.delete_resource(unit["batch_id"], req, resource)]
+                    outcomes[resource] = ["success", cleanup.delete_step(unit["batch_id"], req, resource)]
                 except Exception as exc:  # noqa: BLE001 - recorded per resource; the others still delete
                     log.exception("deletes of %s failed", resource)
                     outcomes[resource] = ["failed", f"deletes failed: {type(exc).__name__}: {exc}"]
@@ -240,14 +249,11 @@ def build_edfi_dag(dag_id: str = "edfi_resync", *, doc_md: str | None = None) ->
         def finish_request(unit: dict | None) -> dict:
             """Close the request from every task's state; fail the run if any resource failed."""
             from campus_sync.edfi import resync
-            from campus_sync.orchestration import tasks
 
             context = get_current_context()
             ti = context["ti"]
             if not unit:
-                message = explain_missing_start(ti)
-                tasks.abandon_request(context["dag"].dag_id, ti.run_id, message)
-                raise AirflowFailException(message)
+                raise finish_unstarted(context)
             req = resync.EdfiRequest.from_dict(unit["request"])
             states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
             deletes = ti.xcom_pull(task_ids=DELETE_TASK, key=DELETES_KEY) or {}

@@ -24,8 +24,8 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from campus_sync import config, hierarchy
 from campus_sync.tools import requests
 from campus_sync.tools import selective_input
-from campus_sync.orchestration.dagbuild import (BOOKKEEPING_ARGS, DEFAULT_ARGS, district_param, explain_missing_start, refused,
-                                   triggering_user)
+from campus_sync.orchestration.dagbuild import BOOKKEEPING_ARGS, DEFAULT_ARGS, district_param, triggering_user
+from campus_sync.orchestration.refusals import checked_request, finish_unstarted
 
 START = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
 
@@ -98,11 +98,8 @@ def build_selective_dag(dag_id: str = "campus_selective_sync", *, doc_md: str | 
             context = get_current_context()
             params = dict(context["params"])
             user = triggering_user(context, params)
-            try:
-                requests.check_conf_keys(context["dag_run"].conf, context["dag"].params.keys())
-                req = selective.build_request(hierarchy.load(), config.load(), params, user=user)
-            except requests.RequestError as exc:
-                raise refused(context, exc) from None
+            req = checked_request(context, lambda: selective.build_request(hierarchy.load(), config.load(), params,
+                                                                           user=user))
             return selective.start(req, dag_id=context["dag"].dag_id, run_id=context["run_id"])
 
         @task(task_id="sync_objects")
@@ -120,13 +117,9 @@ def build_selective_dag(dag_id: str = "campus_selective_sync", *, doc_md: str | 
         def finish_request(unit: dict | None) -> dict:
             """Per-ID outcomes, Records ok/total and the batch status; fail the run if an object failed."""
             from campus_sync.tools import selective
-            from campus_sync.orchestration import tasks
 
             if not unit:
-                context = get_current_context()
-                message = explain_missing_start(context["ti"])
-                tasks.abandon_request(context["dag"].dag_id, context["run_id"], message)
-                raise AirflowFailException(message)
+                raise finish_unstarted(get_current_context())
             summary = selective.finish(unit)
             if summary["failed_objects"]:
                 raise AirflowFailException(f"objects failed: {', '.join(summary['failed_objects'])}")

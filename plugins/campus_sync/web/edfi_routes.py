@@ -37,6 +37,7 @@ class EdfiBody(BaseModel):
     resources: list[str] = Field(default_factory=list, max_length=500)
     select_dependencies: StrictBool = True
     run_cleanup: StrictBool = False
+    confirm_cleanup: StrictBool = False
     confirm_deletes: StrictBool = False
 
 

@@ -63,6 +63,8 @@
       if (onOpen) onOpen($("#confirm-body"));
     });
   }
+  // The page's other scripts (edfi.js, loaded after this one) use these same helpers.
+  window.CampusSync = Object.freeze({ BASE, $, $$, esc, fmt, when, api, confirmDialog });
 
   // ------------------------------------------------------------------ paused DAGs
   // New DAGs start paused, and a run of a paused DAG waits "queued" for ever: each tab says so

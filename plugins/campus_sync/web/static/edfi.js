@@ -2,49 +2,14 @@
 // The server checks Read and Write again on every route; the button is only disabled here as a courtesy.
 "use strict";
 (function () {
-  const BASE = document.currentScript.src.replace(/static\/edfi\.js.*$/, "");
-  const $ = (sel, root) => (root || document).querySelector(sel);
-  const $$ = (sel, root) => Array.from((root || document).querySelectorAll(sel));
+  // The page's helpers, from app.js (loaded first): escaping, JSON calls, the confirm dialog.
+  const { BASE, $, $$, esc, api, confirmDialog } = window.CampusSync;
   const st = { confs: [], rights: null, poll: null, loaded: false };
 
-  function esc(v) {
-    return String(v == null ? "" : v).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
-  }
   function say(msg, ok) {
     const el = $("#edfi-flash");
     el.textContent = msg || "";
     el.className = ok ? "ok" : "";
-  }
-  async function api(path, body) {
-    const init = { credentials: "same-origin", headers: { Accept: "application/json" } };
-    if (body !== undefined) {
-      init.method = "POST";
-      init.headers["Content-Type"] = "application/json";
-      init.headers["X-Campus-Sync"] = "1";
-      init.body = JSON.stringify(body);
-    }
-    const resp = await fetch(BASE + path, init);
-    let data = null;
-    try { data = await resp.json(); } catch (e) { data = null; }
-    if (!resp.ok) {
-      let detail = data && data.detail !== undefined ? data.detail : resp.statusText;
-      if (typeof detail !== "string") detail = JSON.stringify(detail);
-      throw new Error(`${resp.status}: ${detail}`);
-    }
-    return data;
-  }
-  // The page's confirm dialog (#confirm); `html` must be built with esc().
-  function confirmDialog(title, html, okLabel) {
-    return new Promise((resolve) => {
-      const dlg = $("#confirm");
-      $("#confirm-title").textContent = title;
-      $("#confirm-body").innerHTML = html;
-      $("#confirm-ok").textContent = okLabel || "OK";
-      $("#confirm-ok").disabled = false;
-      dlg.onclose = () => resolve(dlg.returnValue === "ok");
-      dlg.returnValue = "";
-      dlg.showModal();
-    });
   }
   function conf() { return st.confs.find((c) => c.configuration === $("#edfi-conf").value); }
 
@@ -58,6 +23,8 @@
     $("#edfi-all-warning").textContent = c.all_schools_warning;
     $("#edfi-cleanup-row").hidden = !c.run_cleanup_allowed;
     $("#edfi-cleanup").checked = false;
+    $("#edfi-cleanup-confirm").checked = false;
+    $("#edfi-cleanup-confirm").disabled = true;
     $("#edfi-conf-info").textContent = `district ${c.district}, school year ending ${c.school_year}, state ${c.state}`;
   }
   function formBody() {
@@ -71,7 +38,10 @@
       resources: $$("input.edfi-resource").filter((c) => c.checked).map((c) => c.value),
       select_dependencies: $("#edfi-deps").checked,
     };
-    if (!$("#edfi-cleanup-row").hidden) body.run_cleanup = $("#edfi-cleanup").checked;
+    if (!$("#edfi-cleanup-row").hidden) {
+      body.run_cleanup = $("#edfi-cleanup").checked;
+      body.confirm_cleanup = body.run_cleanup && $("#edfi-cleanup-confirm").checked;
+    }
     return body;
   }
 
@@ -91,6 +61,14 @@
       <th>Updated</th><th>Deleted</th><th>Unchanged</th><th>Errors</th></tr></thead><tbody>
       ${order.map((n) => resultRow(n, by[n], (added || []).includes(n))).join("")}</tbody></table>`;
   }
+  // What Run Clean-up Logic did per resource (the request's details.cleanup): found, deleted, or why not read.
+  function cleanupSummary(notes, e) {
+    if (!notes) return "";
+    const items = Object.entries(notes).map(([r, n]) => n.skipped ? `<li class="muted">${esc(r)}: ${esc(n.skipped)}</li>`
+      : `<li>${esc(r)}: ${esc(n.read)} read at the API, ${esc(n.absent)} not in Campus, ${esc(n.deleted)} deleted</li>`);
+    const mode = e.confirm_cleanup ? "confirmed" : "dry run: nothing deleted, listed in the error report";
+    return `<details class="edfi-cleanup"><summary>Clean-up (${esc(mode)})</summary><ul>${items.join("")}</ul></details>`;
+  }
   function errorLink(batchId) {
     return `<a class="edfi-errors" href="${esc(BASE)}api/edfi/${esc(batchId)}/failed.csv">Error report (CSV)</a>`;
   }
@@ -98,15 +76,20 @@
   async function startResync() {
     say("");
     let plan;
-    try { plan = await api("api/edfi/plan", formBody()); } catch (e) { say(e.message); return; }
+    try { plan = await api("api/edfi/plan", { body: formBody() }); } catch (e) { say(e.message); return; }
     const list = plan.plan.map((r, i) => `<li${plan.added.includes(r) ? ' class="added"' : ""}>${esc(i + 1)}. ${esc(r)}</li>`).join("");
     const where = plan.schools === null ? "every school of the district" : `school(s) ${plan.schools.join(", ")}`;
+    const cleanup = !plan.conf.run_cleanup ? ""
+      : plan.conf.confirm_cleanup ? `<p class="edfi-cleanup-note"><b>Clean-up:</b> records at the API in this scope that
+          Campus no longer has are <b>deleted</b>, children first, under the mass-delete guard.</p>`
+      : `<p class="edfi-cleanup-note"><b>Clean-up (dry run):</b> records at the API in this scope that Campus no longer
+          has are listed in the error report, not deleted.</p>`;
     const ok = await confirmDialog("Start Ed-Fi Resync",
       `<p>Configuration <b>${esc(plan.conf.configuration)}</b>, ${esc(where)}. Resources, in the order they are sent
-       (<i>italic</i>: added by Select Dependencies):</p><ol class="edfi-plan">${list}</ol>`, "Start Resync");
+       (<i>italic</i>: added by Select Dependencies):</p><ol class="edfi-plan">${list}</ol>${cleanup}`, "Start Resync");
     if (!ok) return;
     let run;
-    try { run = await api("api/edfi/resync", formBody()); } catch (e) { say(e.message); return; }
+    try { run = await api("api/edfi/resync", { body: formBody() }); } catch (e) { say(e.message); return; }
     say(`Ed-Fi resync started (${run.dag_run_id}).`, true);
     watch(run.dag_run_id, plan);
   }
@@ -145,7 +128,7 @@
       return `<div class="edfi-request" data-batch="${esc(b.id)}"><h4>Request ${esc(b.id)} — ${esc(e.configuration || "")}
         ${esc(b.status)}, by ${esc(b.requested_by)} at ${esc(b.requested_at)}</h4>
         ${resultsTable(e.resources || b.objects || [], b.results, (e.resources || []).filter((r) => !(e.chosen || []).includes(r)))}
-        ${errorLink(b.id)}</div>`;
+        ${cleanupSummary(b.details && b.details.cleanup, e)}${errorLink(b.id)}</div>`;
     }).join("") : `<p class="muted">No Ed-Fi resync yet.</p>`;
   }
   async function load() {
@@ -167,6 +150,10 @@
     if (!tab) return;
     $("#edfi-conf").onchange = renderForm;
     $("#edfi-all").onchange = (e) => { $("#edfi-schools").disabled = e.target.checked; };
+    $("#edfi-cleanup").onchange = (e) => {
+      $("#edfi-cleanup-confirm").disabled = !e.target.checked;
+      if (!e.target.checked) $("#edfi-cleanup-confirm").checked = false;
+    };
     $("#edfi-start").onclick = (e) => { e.preventDefault(); startResync(); };
     const open = () => load().catch((e) => say(e.message));
     // loads whenever the page shows the tab (a click, or the tab restored at start)
