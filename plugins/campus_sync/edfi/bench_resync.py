@@ -9,8 +9,11 @@ temporary deployment configuration at them; then times, in this process:
 2. an unchanged resync (nothing to send: extract, hash, compare);
 3. a 1 % change (first names of 1 % of the students), resynced.
 
-Reported per round: seconds, documents processed and sent, records per second, and the process's
-peak resident memory (ru_maxrss, monotonic: run with several N to see whether it grows with N).
+Reported per round: seconds, documents processed and sent, records per second, the process's
+peak resident memory (ru_maxrss, monotonic: run with several N to see whether it grows with N),
+and the CPU spent per record by the sender (this process; lightbeam's process) and by the API.
+The connection lookups are made before the clock starts: inside Airflow a task finds Airflow
+loaded, where here the first lookup would import it.
 
 With lightbeam installed (bench only: `pip install -r requirements-bench.txt` in a separate
 environment, then --lightbeam PATH or `lightbeam` on PATH), the same documents are written as
@@ -27,11 +30,23 @@ import tempfile
 import time
 from pathlib import Path
 
+from campus_sync.edfi.bench import _cpu_seconds
+
 DATABASES = ("edfi_bench_district", "edfi_bench_state", "edfi_bench_api")
 
 
 def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _cpu(who: int = resource.RUSAGE_SELF) -> float:
+    """User + system CPU seconds of this process (or of its finished children)."""
+    r = resource.getrusage(who)
+    return r.ru_utime + r.ru_stime
+
+
+def _per_record_ms(seconds: float | None, records: int) -> float | None:
+    return round(seconds * 1000 / records, 3) if seconds is not None and records else None
 
 
 def _fresh(server_uri: str, name: str) -> str:
@@ -90,9 +105,9 @@ def _lightbeam(executable: str, request, api_db: str, scratch: Path, concurrency
     data = scratch / "lightbeam-data"
     data.mkdir()
     documents = 0
-    for resource in resync.plan(request):
-        with open(data / f"{resource}.jsonl", "w", encoding="utf-8") as f:
-            for rows in resync.extract_chunks(request, resource):
+    for name in resync.plan(request):
+        with open(data / f"{name}.jsonl", "w", encoding="utf-8") as f:
+            for rows in resync.extract_chunks(request, name):
                 for *_, problem, text in rows:
                     if not problem:
                         f.write(text + "\n")
@@ -112,11 +127,16 @@ def _lightbeam(executable: str, request, api_db: str, scratch: Path, concurrency
             "log_level": "WARNING"}))
         out = {"documents": documents}
         for label in ("first send", "unchanged resend"):
+            c0, s0 = _cpu(resource.RUSAGE_CHILDREN), _cpu_seconds(info["pid"])
             t0 = time.perf_counter()
             proc = subprocess.run([executable, "send", "-c", str(cfg)], capture_output=True, text=True, timeout=3600)
             seconds = time.perf_counter() - t0
+            c1, s1 = _cpu(resource.RUSAGE_CHILDREN), _cpu_seconds(info["pid"])
             out[label] = {"seconds": round(seconds, 3), "exit": proc.returncode,
                           "records_per_second": round(documents / seconds, 1) if seconds else None,
+                          "client_cpu_ms_per_record": _per_record_ms(c1 - c0, documents),
+                          "api_cpu_ms_per_record": _per_record_ms(None if s0 is None or s1 is None else s1 - s0,
+                                                                  documents),
                           "output_tail": (proc.stdout + proc.stderr)[-400:]}
         out["documents_at_api"] = _count_at_api(info, resync.plan(request))
         return out
@@ -131,8 +151,8 @@ def _count_at_api(info: dict, resources: list[str]) -> int:
     token = httpx.post(info["oauth_url"], auth=(info["key"], info["secret"]),
                        data={"grant_type": "client_credentials"}, timeout=30).json()["access_token"]
     total = 0
-    for resource in resources:
-        r = httpx.get(f"{info['data_url']}/ed-fi/{resource}", params={"limit": 1, "totalCount": "true"},
+    for name in resources:
+        r = httpx.get(f"{info['data_url']}/ed-fi/{name}", params={"limit": 1, "totalCount": "true"},
                       headers={"Authorization": f"Bearer {token}"}, timeout=60)
         total += int(r.headers.get("total-count", 0))
     return total
@@ -175,22 +195,31 @@ def run(students: int, concurrency: int = 8, dsn: str | None = None, lightbeam: 
         with psycopg.connect(state) as conn:
             schema = _schema()
             schema.ensure_state_schema(conn, hierarchy.load())
+        # Inside Airflow a task finds Airflow loaded; here the first connection lookup would import it
+        # (parsing AIRFLOW_CONN_*) on the clock of the first round: looked up before the clock starts.
+        db.dsn("edfi_bench_state", "the state database")
+        db.dsn("edfi_bench_district", "district bench")
         rounds = []
         for label in ("first send", "unchanged resync", "1% change"):
             if label == "1% change":
                 with psycopg.connect(district) as conn:
                     conn.execute("UPDATE campus.personidentity SET firstname = firstname || 'x'"
                                  " WHERE personid IN (SELECT personid FROM campus.enrollment WHERE enrollmentid % 100 = 0)")
+            c0, s0 = _cpu(), _cpu_seconds(info["pid"])
             t0 = time.perf_counter()
             summary = resync.run({"configuration": "bench", "all_schools": True}, user="bench")
             seconds = time.perf_counter() - t0
+            c1, s1 = _cpu(), _cpu_seconds(info["pid"])
             processed = sum(r["processed"] for r in summary["results"])
             sent = sum(r["inserted"] + r["updated"] for r in summary["results"])
             rounds.append({"round": label, "status": summary["status"], "seconds": round(seconds, 3),
                            "processed": processed, "sent": sent,
                            "records_per_second": round(processed / seconds, 1) if seconds else None,
                            "sent_per_second": round(sent / seconds, 1) if seconds else None,
-                           "errors": sum(r["errors"] for r in summary["results"]), "peak_rss_mb": round(_peak_mb(), 1)})
+                           "errors": sum(r["errors"] for r in summary["results"]), "peak_rss_mb": round(_peak_mb(), 1),
+                           "client_cpu_ms_per_record": _per_record_ms(c1 - c0, processed),
+                           "api_cpu_ms_per_record": _per_record_ms(None if s0 is None or s1 is None else s1 - s0,
+                                                                   processed)})
         first = rounds[0]["seconds"]
         out = {"students": students, "concurrency": concurrency, "rounds": rounds,
                "unchanged_vs_first": round(rounds[1]["seconds"] / first, 3) if first else None}
@@ -234,17 +263,19 @@ def _uri(conninfo: str) -> str:
 def format_report(res: dict) -> str:
     lines = [f"Ed-Fi Resync against the local Ed-Fi API: {res['students']} students, concurrency {res['concurrency']}",
              f"  {'round':<18}{'status':>10}{'seconds':>9}{'processed':>10}{'sent':>7}{'records/s':>11}{'sent/s':>9}"
-             f"{'errors':>7}{'peak MB':>9}"]
+             f"{'errors':>7}{'peak MB':>9}   CPU ms/record: client, API"]
     for r in res["rounds"]:
         lines.append(f"  {r['round']:<18}{r['status']:>10}{r['seconds']:>9}{r['processed']:>10}{r['sent']:>7}"
-                     f"{r['records_per_second']:>11}{r['sent_per_second']:>9}{r['errors']:>7}{r['peak_rss_mb']:>9}")
+                     f"{r['records_per_second']:>11}{r['sent_per_second']:>9}{r['errors']:>7}{r['peak_rss_mb']:>9}"
+                     f"   {r.get('client_cpu_ms_per_record')}, {r.get('api_cpu_ms_per_record')}")
     lines.append(f"  unchanged resync / first send (time): {res['unchanged_vs_first']}")
     lb = res.get("lightbeam")
     if isinstance(lb, dict):
         for label in ("first send", "unchanged resend"):
             x = lb[label]
             lines.append(f"  lightbeam {label:<17} {x['seconds']:>8} s  {x['records_per_second']:>9} records/s  "
-                         f"(exit {x['exit']}, {lb['documents']} documents; {lb.get('documents_at_api')} at the API after)")
+                         f"(exit {x['exit']}, {lb['documents']} documents; {lb.get('documents_at_api')} at the API after; "
+                         f"CPU ms/record: client {x.get('client_cpu_ms_per_record')}, API {x.get('api_cpu_ms_per_record')})")
         lines.append(f"  first send / lightbeam first send (records/s): {res.get('first_send_vs_lightbeam')}")
     else:
         lines.append(f"  lightbeam: {lb}")

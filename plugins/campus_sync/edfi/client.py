@@ -513,14 +513,17 @@ class Client:
             headers = (f"{_USER_AGENT}Authorization: Basic {basic}\r\n"
                        "Content-Type: application/x-www-form-urlencoded\r\nAccept: application/json\r\n")
             response = None
+            failure = ""
             for attempt in range(self.retries + 1):
                 try:
                     response = await self.http.send("POST", self.api.oauth_url, headers,
                                                     b"grant_type=client_credentials")
-                except TransportError:
+                except TransportError as exc:
+                    failure = f": {exc}"
                     self.stats["retries"] += 1
                     await self._wait(attempt, None)
                     continue
+                failure = f": the last answer was {response.status_code}"
                 if response.status_code == 200:
                     body = response.json()
                     ttl = float(body.get("expires_in") or 1800)
@@ -538,7 +541,7 @@ class Client:
                     continue
                 raise EdfiAuthError(f"the Ed-Fi API refused the token request ({self.api.oauth_url}): "
                                     f"{response.status_code} {response.text[:300]}")
-            raise EdfiAuthError(f"no token from {self.api.oauth_url} after {self.retries + 1} attempts")
+            raise EdfiAuthError(f"no token from {self.api.oauth_url} after {self.retries + 1} attempts{failure}")
 
     async def request(self, method: str, url: str, *, content: bytes | None = None, json: Any = None,
                       headers: dict[str, str] | None = None) -> Response:

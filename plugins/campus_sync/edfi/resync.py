@@ -286,8 +286,11 @@ def _colour(processed: int, errors: int) -> str:
     return "yellow" if errors * 100 <= processed else "red"
 
 
+_KEY_ENCODER = json.JSONEncoder(default=str, separators=(",", ":"))  # made once: a key per document
+
+
 def _key_text(key: tuple) -> str:
-    return json.dumps(list(key), default=str, separators=(",", ":"))
+    return _KEY_ENCODER.encode(list(key))
 
 
 class _Run:
@@ -338,16 +341,15 @@ def _api_id(response) -> str | None:
     return location.rstrip("/").rsplit("/", 1)[1] if location else None
 
 
-async def _send_documents(api, conf: EdfiConfiguration, resource: str, work: list[tuple], run: _Run) -> None:
+async def _post_documents(c, url: str, work: list[tuple], run: _Run) -> None:
     """POST each (body: the document's JSON as the extract wrote it, key, hash, Campus row and
-    scope); only a 2xx answer is logged. As many workers as the configuration's concurrency take
-    the documents in turn (not one task per document: less CPU per request)."""
+    scope) with the client `c`; only a 2xx answer is logged. As many workers as the client's
+    concurrency take the documents in turn (not one task per document: less CPU per request)."""
     from campus_sync.edfi import client as http
 
-    url = f"{api.data_url}/ed-fi/{resource}"
     documents = iter(work)
 
-    async def worker(c: http.Client) -> None:
+    async def worker() -> None:
         for doc, key, hsh, scope in documents:  # shared: each document is taken by one worker
             try:
                 r = await c.request("POST", url, content=doc, headers=JSON_CONTENT)
@@ -360,62 +362,96 @@ async def _send_documents(api, conf: EdfiConfiguration, resource: str, work: lis
             else:
                 run.fail("post", key, scope[0], f"http_{r.status_code}", r.status_code, http.problem_message(r))
 
-    async with http.Client(api, concurrency=conf.concurrency, token_store=StateTokenStore()) as c:
-        await asyncio.gather(*(worker(c) for _ in range(min(conf.concurrency, len(work)))))
-    run.http.update(c.stats)
+    await asyncio.gather(*(worker() for _ in range(min(c.concurrency, len(work)))))
+
+
+def _key_function(m, res):
+    """`m.key_of(res, doc)` with the resource's key paths resolved once: it runs for every
+    document of every resync, changed or not."""
+    if res.kind == "descriptor":
+        return functools.partial(m.key_of, res)
+    paths = [(tuple(path.split(".")), m.property_at(res, path)) for path in res.key_paths]
+    key_value = m.key_value
+
+    def key_of(doc) -> tuple:
+        out = []
+        for parts, prop in paths:
+            value = doc
+            for part in parts:
+                value = value[part]
+            out.append(key_value(prop, value))
+        return tuple(out)
+
+    return key_of
 
 
 def _send(batch_id: int, request: EdfiRequest, resource: str, mode: str) -> _Run:
     """mode: all (every new or changed document), create (new ones only: a person resource whose
-    updates wait for its associations) or update (the rest of a person resource)."""
+    updates wait for its associations) or update (the rest of a person resource).
+
+    Chunk by chunk, in a pipeline: while one chunk's documents are POSTed, the next is extracted
+    and compared with the send log, and the previous one's results are written to the state, each
+    in a thread on a connection of its own. At most three chunks are held, whatever the size."""
+    import msgspec
+
     from campus_sync.edfi import client as http
     from campus_sync.edfi import model
 
     conf = configuration(request.configuration)
-    res = model.load().resource(resource)
-    key_of = model.load().key_of
+    m = model.load()
+    key_of = _key_function(m, m.resource(resource))
+    decode = msgspec.json.decode
     api = api_of(conf, request.school_year)
+    url = f"{api.data_url}/ed-fi/{resource}"
     run = _Run()
     lock = f"campus_sync:edfi_send:{conf.name}:{resource}"
-    with state_connection() as conn:
+    with state_connection() as conn, state_connection() as log_conn:
         ensure_state(conn)
         conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (lock,))
         conn.commit()
         seen: set[str] = set()
-        for rows in extract_chunks(request, resource):
+        chunks = extract_chunks(request, resource)
+
+        def prepare() -> tuple[_Run, list[tuple]] | None:
+            """The next chunk's counters and unsendable rows, and its work (the documents new or
+            changed); None after the last chunk."""
+            rows = next(chunks, None)
+            if rows is None:
+                return None
+            part = _Run()
             candidates: list[tuple] = []
             for source, school, person, course, section, problem, text in rows:
                 if mode != "update":
-                    run.counts["processed"] += 1
+                    part.counts["processed"] += 1
                 if problem:
                     if mode != "update":
-                        run.fail("post", None, source, problem, None, f"not sent: {problem.replace('_', ' ')}")
+                        part.fail("post", None, source, problem, None, f"not sent: {problem.replace('_', ' ')}")
                     continue
-                doc = json.loads(text)
                 try:
-                    key = _key_text(key_of(res, doc))
+                    key = _key_text(key_of(decode(text)))
                 except (KeyError, TypeError):
                     if mode != "update":
-                        run.fail("post", None, source, "incomplete_key", None, "the document lacks part of its natural key")
+                        part.fail("post", None, source, "incomplete_key", None, "the document lacks part of its natural key")
                     continue
                 if key in seen:
                     if mode != "update":
-                        run.fail("post", key, source, "duplicate_key", None, "another Campus row has the same natural key")
+                        part.fail("post", key, source, "duplicate_key", None, "another Campus row has the same natural key")
                     continue
                 seen.add(key)
                 body = text.encode()
                 candidates.append((body, key, hashlib.sha256(body).hexdigest(),
                                    (source, school, person, course, section)))
+            # %b: the keys go as a binary array (a text array literal escapes every key)
             logged = dict(conn.execute(
                 "SELECT natural_key, hash FROM edfi.send_log WHERE configuration = %s AND resource = %s"
-                " AND natural_key = ANY(%s)", (conf.name, resource, [c[1] for c in candidates])).fetchall())
+                " AND natural_key = ANY(%b)", (conf.name, resource, [c[1] for c in candidates])).fetchall())
             conn.commit()
             work = []
             for doc, key, hsh, scope in candidates:
                 before = logged.get(key)
                 if before == hsh:
                     if mode != "update":
-                        run.counts["unchanged"] += 1
+                        part.counts["unchanged"] += 1
                     continue
                 if mode == "create" and before is not None:
                     continue  # an update: after the authorizing associations
@@ -424,9 +460,40 @@ def _send(batch_id: int, request: EdfiRequest, resource: str, mode: str) -> _Run
                 # a Campus row whose natural key changed is POSTed under its new key here; its old
                 # document is DELETEd in the delete step (reverse order, after its referrers moved)
                 work.append((doc, key, hsh, scope))
-            if work:
-                http.run(_send_documents(api, conf, resource, work, run))
-            _write(conn, batch_id, conf.name, resource, run)
+            return part, work
+
+        async def pipeline() -> None:
+            async with http.Client(api, concurrency=conf.concurrency, token_store=StateTokenStore()) as c:
+                ahead = asyncio.ensure_future(asyncio.to_thread(prepare))
+                writing = None
+                try:
+                    while (got := await ahead) is not None:
+                        part, work = got
+                        ahead = asyncio.ensure_future(asyncio.to_thread(prepare))
+                        if work:
+                            await _post_documents(c, url, work, part)
+                        if writing is not None:
+                            await writing
+                        run.counts.update(part.counts)
+                        run.reasons.update(part.reasons)
+                        writing = asyncio.ensure_future(
+                            asyncio.to_thread(_write, log_conn, batch_id, conf.name, resource, part))
+                    if writing is not None:
+                        await writing
+                finally:
+                    # a thread cannot be cancelled: what it does (a chunk's log) finishes first
+                    threads = [t for t in (ahead, writing) if t is not None]
+                    if not all(t.done() for t in threads):
+                        await asyncio.wait(threads)
+                    for t in threads:
+                        if not t.cancelled():
+                            t.exception()  # retrieved: the one raised above is the one reported
+            run.http.update(c.stats)
+
+        try:
+            http.run(pipeline())
+        finally:
+            chunks.close()
         conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (lock,))
         conn.commit()
     return run
