@@ -112,28 +112,74 @@ def make_db(server_dsn):
     return make
 
 
-@pytest.fixture
-def deployment(make_db, graph, monkeypatch):
-    """Fresh state + two seeded demo districts, wired through AIRFLOW_CONN_* like production.
+# Seeded deployments, built once per session and per configuration: each test gets copies made
+# with CREATE DATABASE ... TEMPLATE (a file copy), not a new seeding of every object.
+_SEEDED: dict[str, dict] = {}
 
-    Returns a dict with the config, DSNs and the seeded row counts.
-    """
+
+def _seeded_templates(server_dsn: str, cfg, graph) -> dict:
+    """Template databases of a fresh state (schema made) and the seeded districts of `cfg`."""
+    import hashlib
+    import json
+
     import psycopg
+    from psycopg import sql
 
-    from campus_sync import config, db
     from campus_sync.demo import data as demo
     from campus_sync.engine import schema
 
-    cfg = config.load()
-    out = {"config": cfg, "state": make_db("t_campus_state"), "districts": {}, "counts": {}}
-    monkeypatch.setenv("AIRFLOW_CONN_CAMPUS_STATE", out["state"])
-    with psycopg.connect(out["state"]) as conn:
+    key = hashlib.sha1(json.dumps([cfg.state, cfg.end_year(), [d.id for d in cfg.districts], list(graph.names)])
+                       .encode()).hexdigest()[:10]
+    if key in _SEEDED:
+        return _SEEDED[key]
+
+    def fresh(name: str) -> str:
+        with psycopg.connect(server_dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return dsn_for(server_dsn, name)
+
+    out = {"state": f"t_tpl_{key}_state", "districts": {}, "counts": {}}
+    with psycopg.connect(fresh(out["state"])) as conn:
         schema.ensure_state_schema(conn, graph)
     for i, d in enumerate(cfg.districts):
-        dsn = make_db(f"t_campus_district_{d.id}")
-        monkeypatch.setenv(f"AIRFLOW_CONN_{d.conn_id.upper()}", dsn)
-        with psycopg.connect(dsn) as conn:
+        name = f"t_tpl_{key}_district_{d.id}"
+        with psycopg.connect(fresh(name)) as conn:
             out["counts"][d.id] = demo.seed_district(conn, graph, d, i, 40, 7, cfg.end_year(), cfg.state)
+        out["districts"][d.id] = name
+    _SEEDED[key] = out
+    return out
+
+
+def _copy_db(server_dsn: str, name: str, template: str) -> str:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template)))
+    return dsn_for(server_dsn, name)
+
+
+@pytest.fixture
+def deployment(server_dsn, graph, monkeypatch):
+    """Fresh state + two seeded demo districts, wired through AIRFLOW_CONN_* like production.
+
+    Returns a dict with the config, DSNs and the seeded row counts. The databases are copies of
+    the session's seeded templates: the same rows a fresh seeding gives, at a copy's cost.
+    """
+    import copy
+
+    from campus_sync import config, db
+
+    cfg = config.load()
+    tpl = _seeded_templates(server_dsn, cfg, graph)
+    out = {"config": cfg, "state": _copy_db(server_dsn, "t_campus_state", tpl["state"]), "districts": {},
+           "counts": copy.deepcopy(tpl["counts"])}
+    monkeypatch.setenv("AIRFLOW_CONN_CAMPUS_STATE", out["state"])
+    for d in cfg.districts:
+        dsn = _copy_db(server_dsn, f"t_campus_district_{d.id}", tpl["districts"][d.id])
+        monkeypatch.setenv(f"AIRFLOW_CONN_{d.conn_id.upper()}", dsn)
         out["districts"][d.id] = dsn
     db.dsn.cache_clear()
     yield out

@@ -67,6 +67,24 @@ def wait_run(live: PageAirflow, dag_id: str, run_id: str, timeout: float = 1200)
     raise AssertionError(f"{dag_id} run {run_id} did not finish in {timeout}s (last state {state})")
 
 
+def wait_quiet(live: PageAirflow, timeout: float = 900) -> None:
+    """Wait until the live Airflow has no run in progress and no queued run of an unpaused DAG
+    (a queued run starts later and writes a new request): what a test that looks at the whole
+    history needs before it acts. Earlier tests unpause the scheduled DAGs, which then start runs
+    of their own."""
+    deadline = time.monotonic() + timeout
+    busy: list = []
+    while time.monotonic() < deadline:
+        status, runs = api(live, "GET", "/api/v2/dags/~/dagRuns?state=queued&state=running&limit=100", user="admin")
+        assert status == 200, runs
+        busy = [(r["dag_id"], r["dag_run_id"], r["state"]) for r in runs["dag_runs"]
+                if r["state"] == "running" or not is_paused(live, r["dag_id"])]
+        if not busy:
+            return
+        time.sleep(3)
+    raise AssertionError(f"runs still in progress after {timeout}s: {busy}")
+
+
 CAMPUS_DAGS = ("campus_full_resync", "campus_partial_resync", "campus_selective_sync",
                "campus_verification_summary")
 
