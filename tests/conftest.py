@@ -55,6 +55,16 @@ os.environ.setdefault("XDG_RUNTIME_DIR", str(_TMP / "runtime"))
 from pg_helpers import dsn_for  # noqa: E402 - after sys.path has tests/
 
 
+def pytest_collection_modifyitems(config, items):
+    """Under `make test` (two pytest-xdist workers, `--dist loadgroup`) the tests of tests/live
+    share one worker: they share the session's live Airflow and build on each other in file order,
+    while the other worker takes everything else."""
+    live = ROOT / "tests" / "live"
+    for item in items:
+        if live in Path(item.path).parents:
+            item.add_marker(pytest.mark.xdist_group("live"))
+
+
 def pytest_sessionfinish(session, exitstatus):
     """Stop the embedded server this test run started, then remove its files."""
     if "campus_sync.db" in sys.modules and not os.environ.get("CAMPUS_SYNC_TEST_DSN"):
