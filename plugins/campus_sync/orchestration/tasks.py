@@ -22,6 +22,7 @@ from campus_sync.engine import schema
 
 log = logging.getLogger(__name__)
 
+
 def state_dsn(cfg: config.Config | None = None) -> str:
     cfg = cfg or config.load()
     return db.dsn(cfg.state_conn_id, "the state database")
