@@ -389,9 +389,9 @@ def _send(batch_id: int, request: EdfiRequest, resource: str, mode: str) -> _Run
     """mode: all (every new or changed document), create (new ones only: a person resource whose
     updates wait for its associations) or update (the rest of a person resource).
 
-    Chunk by chunk, in a pipeline: while one chunk's documents are POSTed, the next is extracted
-    and compared with the send log, and the previous one's results are written to the state, each
-    in a thread on a connection of its own. At most three chunks are held, whatever the size."""
+    Chunk by chunk, in a pipeline: while one chunk's documents are POSTed, a thread writes the
+    previous chunk's results to the state and then extracts the next chunk and compares it with
+    the send log. At most three chunks are held, whatever the district's size."""
     import msgspec
 
     from campus_sync.edfi import client as http
@@ -405,7 +405,7 @@ def _send(batch_id: int, request: EdfiRequest, resource: str, mode: str) -> _Run
     url = f"{api.data_url}/ed-fi/{resource}"
     run = _Run()
     lock = f"campus_sync:edfi_send:{conf.name}:{resource}"
-    with state_connection() as conn, state_connection() as log_conn:
+    with state_connection() as conn:
         ensure_state(conn)
         conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (lock,))
         conn.commit()
@@ -462,32 +462,35 @@ def _send(batch_id: int, request: EdfiRequest, resource: str, mode: str) -> _Run
                 work.append((doc, key, hsh, scope))
             return part, work
 
+        def step(done: _Run | None) -> tuple[_Run, list[tuple]] | None:
+            """Log a sent chunk's results (when given), then prepare the next chunk: the state
+            connection serves one thread at a time."""
+            if done is not None:
+                _write(conn, batch_id, conf.name, resource, done)
+            return prepare()
+
         async def pipeline() -> None:
             async with http.Client(api, concurrency=conf.concurrency, token_store=StateTokenStore()) as c:
-                ahead = asyncio.ensure_future(asyncio.to_thread(prepare))
-                writing = None
+                ahead = asyncio.ensure_future(asyncio.to_thread(step, None))
+                sent: _Run | None = None
                 try:
                     while (got := await ahead) is not None:
                         part, work = got
-                        ahead = asyncio.ensure_future(asyncio.to_thread(prepare))
+                        # the last chunk's log and the next chunk's extract happen while this one is POSTed
+                        ahead = asyncio.ensure_future(asyncio.to_thread(step, sent))
+                        sent = None
                         if work:
                             await _post_documents(c, url, work, part)
-                        if writing is not None:
-                            await writing
                         run.counts.update(part.counts)
                         run.reasons.update(part.reasons)
-                        writing = asyncio.ensure_future(
-                            asyncio.to_thread(_write, log_conn, batch_id, conf.name, resource, part))
-                    if writing is not None:
-                        await writing
+                        sent = part
+                    if sent is not None:
+                        await asyncio.to_thread(_write, conn, batch_id, conf.name, resource, sent)
                 finally:
-                    # a thread cannot be cancelled: what it does (a chunk's log) finishes first
-                    threads = [t for t in (ahead, writing) if t is not None]
-                    if not all(t.done() for t in threads):
-                        await asyncio.wait(threads)
-                    for t in threads:
-                        if not t.cancelled():
-                            t.exception()  # retrieved: the one raised above is the one reported
+                    if not ahead.done():  # a thread cannot be cancelled: let it finish with the connection
+                        await asyncio.wait([ahead])
+                    if not ahead.cancelled():
+                        ahead.exception()  # retrieved: the error raised above is the one reported
             run.http.update(c.stats)
 
         try:
