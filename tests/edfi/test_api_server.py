@@ -135,6 +135,8 @@ def test_bench_posts_students(server_dsn, capsys):
     assert [r["round"] for r in res["rounds"]] == ["first send", "unchanged resync", "1% change"]
     assert all(r["status"] == "complete" for r in res["rounds"]) and res["rounds"][0]["sent"] > 0
     assert res["rounds"][1]["sent"] == 0
+    # where the time goes: the CPU each side spent per record
+    assert res["rounds"][0]["client_cpu_ms_per_record"] > 0 and res["rounds"][0]["api_cpu_ms_per_record"] > 0
 
 
 def test_a_killed_server_is_seen_as_stopped_and_starts_again(start_api):

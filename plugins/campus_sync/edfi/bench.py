@@ -2,8 +2,8 @@
 
 The local API must stay out of the sender's way; this measures it alone. It starts its own local
 API (any free port, database `edfi_bench` on the embedded server unless a DSN is given, emptied
-first), fetches one token, and POSTs N generated students with httpx at a bounded number of
-requests in flight: once as creates (201), then the same students again as updates (200). It
+first), fetches one token, and POSTs N generated students with the Ed-Fi Resync's own client
+(campus_sync.edfi.client) at a bounded number of requests in flight: once as creates (201), then the same students again as updates (200). It
 reports requests per second and latency percentiles for each round, then stops what it started.
 The client runs on the same machine, so the figures include its cost too; the CPU each side spent
 per request (the API's process from /proc, the client's own) shows where the time goes.
@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 BENCH_DATABASE = "edfi_bench"
+JSON = {"Content-Type": "application/json"}
 
 
 def student(i: int, round_: int) -> dict:
@@ -45,10 +46,13 @@ def _own_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-async def _round(client, url: str, headers: dict, n: int, concurrency: int, round_: int, server_pid: int) -> dict:
+async def _round(client, url: str, n: int, concurrency: int, round_: int, server_pid: int) -> dict:
+    import msgspec
+
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     next_i = 0
+    encode = msgspec.json.encode
 
     async def worker() -> None:
         nonlocal next_i
@@ -56,7 +60,7 @@ async def _round(client, url: str, headers: dict, n: int, concurrency: int, roun
             i = next_i
             next_i += 1
             t0 = time.perf_counter()
-            r = await client.post(url, json=student(i, round_), headers=headers)
+            r = await client.request("POST", url, content=encode(student(i, round_)), headers=JSON)
             latencies.append(time.perf_counter() - t0)
             statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
 
@@ -74,19 +78,18 @@ async def _round(client, url: str, headers: dict, n: int, concurrency: int, roun
 
 
 async def _bench(info: dict, students: int, concurrency: int) -> dict:
-    import httpx
+    from campus_sync.edfi.client import ApiConnection, Client
 
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
-        token = (await client.post(info["oauth_url"], auth=(info["key"], info["secret"]),
-                                   data={"grant_type": "client_credentials"})).json()["access_token"]
-        headers = {"Authorization": f"Bearer {token}"}
+    base = info["oauth_url"].rsplit("/oauth/token", 1)[0]
+    api = ApiConnection(base_url=base, key=info["key"], secret=info["secret"], school_year=0)
+    async with Client(api, concurrency=concurrency, retries=0) as client:
+        await client.token()
         url = f"{info['data_url']}/ed-fi/students"
-        warm = await client.post(url, json=student(students, 0), headers=headers)  # seeds the context
+        warm = await client.request("POST", url, json=student(students, 0))  # seeds the context
         if warm.status_code not in (200, 201):
             raise RuntimeError(f"the warm-up POST failed: {warm.status_code} {warm.text}")
-        create = await _round(client, url, headers, students, concurrency, 1, info["pid"])
-        update = await _round(client, url, headers, students, concurrency, 2, info["pid"])
+        create = await _round(client, url, students, concurrency, 1, info["pid"])
+        update = await _round(client, url, students, concurrency, 2, info["pid"])
     return {"create": create, "update": update}
 
 
@@ -107,7 +110,9 @@ def run(students: int = 10_000, concurrency: int = 8, dsn: str | None = None) ->
         api = LocalEdFiApi(Options(port=0, token_limit=0), state_dir=Path(state), dsn=dsn)
         try:
             info, _ = api.start()
-            res = asyncio.run(_bench(info, students, concurrency))
+            from campus_sync.edfi.client import run as run_loop
+
+            res = run_loop(_bench(info, students, concurrency))
         finally:
             api.stop()
     return {"students": students, "concurrency": concurrency, **res}
