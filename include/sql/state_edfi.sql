@@ -29,7 +29,7 @@ CREATE INDEX IF NOT EXISTS send_log_source_idx ON edfi.send_log (configuration, 
 CREATE TABLE IF NOT EXISTS edfi.failed_document (
     batch_id      bigint NOT NULL,
     resource      text NOT NULL,
-    operation     text NOT NULL,          -- post | delete
+    operation     text NOT NULL,          -- post | delete | cleanup
     natural_key   text,
     source_id     text,
     reason        text NOT NULL,
