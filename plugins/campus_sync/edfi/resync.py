@@ -570,22 +570,24 @@ def delete_resource(batch_id: int, request: EdfiRequest, resource: str) -> dict:
     when that is more than the guard's share of the configuration's sent documents of the
     resource, unless the request confirms deletes."""
     import httpx
+    import msgspec
 
     from campus_sync.edfi import client as http
 
     from campus_sync.edfi import model
 
     conf = configuration(request.configuration)
-    res = model.load().resource(resource)
+    key_of = _key_function(model.load(), model.load().resource(resource))
     present_keys: set[str] = set()
     unsendable: set[str] = set()  # Campus rows still there but not sendable (no Ed-Fi ID...): kept
-    for source, *_, problem, text in extract(request, resource):
-        try:
-            if problem:
-                raise KeyError(problem)
-            present_keys.add(_key_text(model.load().key_of(res, json.loads(text))))
-        except (KeyError, TypeError):
-            unsendable.add(source)
+    for rows in extract_chunks(request, resource):  # streamed: only the keys are kept
+        for source, *_, problem, text in rows:
+            try:
+                if problem:
+                    raise KeyError(problem)
+                present_keys.add(_key_text(key_of(msgspec.json.decode(text))))
+            except (KeyError, TypeError):
+                unsendable.add(source)
     run = _Run()
     with state_connection() as conn:
         ensure_state(conn)
