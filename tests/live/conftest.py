@@ -5,6 +5,8 @@ AIRFLOW_HOME on free loopback ports, with the metadata in its own database (`liv
 session's embedded PostgreSQL and the session's test configuration. The state and the districts
 are fresh databases on the same server, handed to every component as `AIRFLOW_CONN_*` like a
 production deployment; district 0101 is seeded with a small demo (`seeded`), 0102 is empty.
+Configuration `demo`'s Ed-Fi connection names a local Ed-Fi API on a port chosen here (`edfi`);
+`live_edfi_api` starts that API the first time a test asks for it.
 
 Tests under tests/live/ get it directly; helpers (`LiveAirflow`, `start_live`) are in
 live_helpers.py.
@@ -42,7 +44,28 @@ def live_deployment(server_dsn, graph) -> dict:
         if i == 0:
             with psycopg.connect(dsn) as conn:
                 out["seeded"][d.id] = demo.seed_district(conn, graph, d, i, LIVE_STUDENTS, 7, cfg.end_year(), cfg.state)
+    out["edfi"] = _edfi_api_settings(server_dsn, out["env"])
     return out
+
+
+def _edfi_api_settings(server_dsn: str, env: dict) -> dict:
+    """Configuration `demo`'s local Ed-Fi API: a port, key and secret fixed before Airflow starts
+    (every component reads the connection from its environment, as in production) and a fresh
+    database for its documents. The API itself starts later, in `live_edfi_api`."""
+    import json
+    import secrets
+
+    from campus_sync import config
+    from campus_sync.edfi import request as edfi_request
+    from campus_sync.orchestration.local_airflow import free_port
+
+    conf = edfi_request.configuration("demo")
+    api = {"configuration": conf.name, "port": free_port(), "key": "live-campus-sync",
+           "secret": secrets.token_urlsafe(24), "dsn": _fresh_db(server_dsn, "live_edfi_api")}
+    env[config.connection_env_var(conf.conn_id)] = json.dumps({
+        "conn_type": "http", "host": f"http://127.0.0.1:{api['port']}", "login": api["key"],
+        "password": api["secret"], "extra": {"route_style": "shared", "api_version": "7.3"}})
+    return api
 
 
 @pytest.fixture(scope="session")
@@ -57,6 +80,22 @@ def live_airflow(tmp_path_factory, live_deployment) -> Iterator[LiveAirflow]:
                           seeded=live_deployment["seeded"])
     finally:
         af.stop()
+
+
+@pytest.fixture(scope="session")
+def live_edfi_api(live_deployment, tmp_path_factory) -> Iterator[dict]:
+    """The local Ed-Fi API the live Airflow's `demo` connection names (real process, real HTTP),
+    started on first use and stopped at the end of the session; its info (URLs, key, secret)."""
+    from campus_sync.edfi.api.server import LocalEdFiApi, Options
+
+    e = live_deployment["edfi"]
+    api = LocalEdFiApi(Options(port=e["port"]), state_dir=tmp_path_factory.mktemp("live_edfi_api"), dsn=e["dsn"],
+                       key=e["key"], secret=e["secret"])
+    info, _ = api.start(timeout=120)
+    try:
+        yield info
+    finally:
+        api.stop()
 
 
 @pytest.fixture(scope="session")

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import quote
 
 # Simple auth manager users of the live Airflow (tests/live/conftest.py adds viewer and user).
@@ -106,3 +111,51 @@ def is_paused(live: PageAirflow, dag_id: str) -> bool:
 def district_dsn(live: PageAirflow) -> str:
     """The live district database of `live.district` (named beside the state's by tests/live/conftest.py)."""
     return live.state_dsn.replace("/live_campus_state", f"/live_campus_district_{live.district}")
+
+
+def page_airflow_of(live_airflow) -> PageAirflow:
+    """The live Airflow as the page's tests see it, without the demo's full resync that
+    `page_airflow` runs first (for tests that need no Campus data in the state)."""
+    return PageAirflow(url=live_airflow.base_url,
+                       passwords=json.loads(live_airflow.deployment.password_file.read_text()),
+                       state_dsn=live_airflow.databases["state"])
+
+
+# ------------------------------------------------------------------ the browser
+CHROMIUM = os.environ.get("CAMPUS_SYNC_CHROMIUM", "/usr/bin/chromium")
+BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run"]
+PAGE_ROUTE = "/plugin/resync-state-data"  # the page inside Airflow's UI (the plugin's external view)
+
+
+@contextmanager
+def chromium() -> Iterator:
+    """Debian's Chromium driven by Playwright (never a downloaded browser)."""
+    if not Path(CHROMIUM).exists():
+        raise AssertionError(f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium; .ci/run does)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def open_in_airflow(browser, live: PageAirflow, user: str):
+    """Sign in through Airflow's own login form and open the Resync State Data page inside
+    Airflow's UI; (the browser page, the frame the plugin's page is shown in, ready)."""
+    ctx = browser.new_context(viewport={"width": 1280, "height": 1000}, accept_downloads=True)
+    ctx.set_default_timeout(120_000)  # a busy 2-core machine: Airflow's UI bundle loads slowly
+    page = ctx.new_page()
+    page.goto(f"{live.url}/auth/login?next={PAGE_ROUTE}", wait_until="domcontentloaded")
+    page.fill("input[name=username]", user)
+    page.fill("input[name=password]", live.passwords[user])
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(".*" + re.escape(PAGE_ROUTE) + ".*"))
+    # the UI shows the plugin's page in an iframe once its bundle has loaded
+    frame = page.wait_for_selector("iframe[src*='campus-sync']", state="attached").content_frame()
+    assert frame is not None
+    frame.wait_for_selector("body[data-ready='1']")
+    return page, frame
