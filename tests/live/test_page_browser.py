@@ -442,6 +442,10 @@ def test_clear_history_as_admin(admin, page_airflow):
     shot(page, "clear-history")
     page.click("#confirm-ok")
     page.wait_for_function("() => document.querySelector('#flash').textContent.includes('History cleared for district')")
+    _, left = api(page_airflow, "GET", f"/campus-sync/api/history?district={page_airflow.district}&per_page=200",
+                  user="admin")
+    assert not left["items"], [(i["id"], i["kind"], i["status"], i["dag_id"], i["run_id"], i["requested_at"])
+                               for i in left["items"]]
     page.wait_for_function("() => !document.querySelector('#history-table tbody tr[data-batch]')")
     page.click(".tabs button[data-tab='resync']")
     page.locator("#resync-table tr[data-object='District'] .dot").wait_for()
