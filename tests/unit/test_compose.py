@@ -103,7 +103,7 @@ def test_init_seeds_the_demo(compose):
 # ---------------------------------------------------------------- the image (Dockerfile, .dockerignore)
 # requirements.txt packages the image does not need: tests only, or the embedded PostgreSQL (the
 # compose deployment has real databases).
-NOT_IN_IMAGE = {"pytest", "hypothesis", "playwright", "pypdf", "pgserver"}
+NOT_IN_IMAGE = {"pytest", "pytest-xdist", "hypothesis", "playwright", "pypdf", "pgserver"}
 
 
 def _dockerfile() -> list[tuple[str, str]]:
