@@ -235,6 +235,12 @@ def dsn(conn_id: str, what: str | None = None, embedded: bool | None = None) -> 
     return _named(_resolve(conn_id, what, embedded), application_name())
 
 
+def uri(conn_id: str, what: str | None = None, embedded: bool | None = None) -> str:
+    """The connection as configured (a URI for `campus-sync dsn`, psql and scripts), without the
+    application name `dsn` adds."""
+    return _resolve(conn_id, what, embedded)
+
+
 @functools.lru_cache(maxsize=256)
 def _resolve(conn_id: str, what: str | None, embedded: bool | None) -> str:
     found = _from_env(conn_id) or _from_airflow(conn_id)

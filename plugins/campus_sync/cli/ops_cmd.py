@@ -274,11 +274,11 @@ def cmd_dsn(args: argparse.Namespace) -> int:
 
     cfg = config.load()
     if args.target == "state":
-        print(db.dsn(cfg.state_conn_id))
+        print(db.uri(cfg.state_conn_id))
     elif args.target.startswith("district:"):
         try:
             district = cfg.district(args.target.split(":", 1)[1])
-            print(db.dsn(district.conn_id, f"district {district.id}"))
+            print(db.uri(district.conn_id, f"district {district.id}"))
         except config.ConfigError as exc:
             raise CliError(str(exc)) from None
     else:
