@@ -1,7 +1,7 @@
 """The Ed-Fi Resync's sender over real HTTP to the local Ed-Fi API: documents sent chunk by chunk
 (the next chunk prepared and the last one logged while one is POSTed) log only what the API took;
 connections are kept alive and never more than the concurrency; a proxy from the environment is
-honoured; HTTPS trusts SSL_CERT_FILE."""
+honoured; HTTPS trusts SSL_CERT_FILE; a natural key's text is the send log's, however it is built."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import threading
 
 import psycopg
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from resync_helpers import by_resource, documents, point_connection, seed_edfi, start_fresh_api
 
 
@@ -240,3 +242,18 @@ def test_https_trusts_ssl_cert_file_and_refuses_an_unknown_certificate(api, tmp_
     finally:
         relay.close()
         client._ssl_context.cache_clear()
+
+
+KEY_PARTS = st.one_of(st.text(), st.integers(), st.none(), st.booleans(), st.floats(), st.dates(),
+                      st.lists(st.integers(), max_size=2))
+
+
+@given(st.lists(KEY_PARTS, max_size=6).map(tuple))
+def test_key_text_is_the_send_logs_json(key):
+    """The send log's natural keys were written by json.dumps: the direct build must match it to
+    the character (non-ASCII escaped, integers as written), or every document would look new."""
+    import json
+
+    from campus_sync.edfi import resync
+
+    assert resync._key_text(key) == json.dumps(list(key), default=str, separators=(",", ":"))

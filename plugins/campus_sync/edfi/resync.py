@@ -60,7 +60,7 @@ from campus_sync.edfi.request import (  # noqa: F401 - the public interface
 )
 
 KIND = "edfi_resync"
-CHUNK = 5000  # documents sent, then logged, at a time
+CHUNK = 2000  # documents extracted, sent, then logged, at a time (the next extracted while one is sent)
 JSON_CONTENT = {"Content-Type": "application/json"}
 RESULT_FIELDS = ("processed", "errors", "inserted", "updated", "deleted", "unchanged")
 
@@ -286,11 +286,26 @@ def _colour(processed: int, errors: int) -> str:
     return "yellow" if errors * 100 <= processed else "red"
 
 
-_KEY_ENCODER = json.JSONEncoder(default=str, separators=(",", ":"))  # made once: a key per document
+_KEY_ENCODER = json.JSONEncoder(default=str, separators=(",", ":"))
+_JSON_STRING = json.encoder.encode_basestring_ascii  # the escaping json.dumps itself uses
 
 
 def _key_text(key: tuple) -> str:
-    return _KEY_ENCODER.encode(list(key))
+    """The key as `json.dumps(list(key), default=str, separators=(",", ":"))` writes it (the
+    send log's natural_key), built directly for the usual parts (text, integers, null): it runs
+    for every document of every resync, changed or not."""
+    parts = []
+    for value in key:
+        kind = type(value)
+        if kind is str:
+            parts.append(_JSON_STRING(value))
+        elif value is None:
+            parts.append("null")
+        elif kind is int:
+            parts.append(int.__repr__(value))
+        else:  # booleans, numbers with a fraction, anything else: the encoder
+            return _KEY_ENCODER.encode(list(key))
+    return "[" + ",".join(parts) + "]"
 
 
 class _Run:
@@ -385,6 +400,22 @@ def _key_function(m, res):
     return key_of
 
 
+def _prefetched(chunks):
+    """The chunks of an extract, each next one fetched in a thread while the caller works on the
+    one before: the district's database builds documents while this process hashes and keys them.
+    Closes the extract when done or abandoned."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    try:
+        with ThreadPoolExecutor(1, thread_name_prefix="edfi-extract") as pool:
+            ahead = pool.submit(next, chunks, None)
+            while (rows := ahead.result()) is not None:
+                ahead = pool.submit(next, chunks, None)
+                yield rows
+    finally:
+        chunks.close()
+
+
 def _send(batch_id: int, request: EdfiRequest, resource: str, mode: str) -> _Run:
     """mode: all (every new or changed document), create (new ones only: a person resource whose
     updates wait for its associations) or update (the rest of a person resource).
@@ -410,7 +441,7 @@ def _send(batch_id: int, request: EdfiRequest, resource: str, mode: str) -> _Run
         conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (lock,))
         conn.commit()
         seen: set[str] = set()
-        chunks = extract_chunks(request, resource)
+        chunks = _prefetched(extract_chunks(request, resource))
 
         def prepare() -> tuple[_Run, list[tuple]] | None:
             """The next chunk's counters and unsendable rows, and its work (the documents new or
@@ -580,7 +611,7 @@ def delete_resource(batch_id: int, request: EdfiRequest, resource: str) -> dict:
     key_of = _key_function(model.load(), model.load().resource(resource))
     present_keys: set[str] = set()
     unsendable: set[str] = set()  # Campus rows still there but not sendable (no Ed-Fi ID...): kept
-    for rows in extract_chunks(request, resource):  # streamed: only the keys are kept
+    for rows in _prefetched(extract_chunks(request, resource)):  # streamed: only the keys are kept
         for source, *_, problem, text in rows:
             try:
                 if problem:
@@ -711,7 +742,8 @@ def check_dependencies(api, resources: list[str] | None = None) -> list[str]:
     from campus_sync.edfi import model
 
     url = api.dependencies_url if isinstance(api, http.ApiConnection) else f"{str(api).rstrip('/')}/metadata/data/v3/dependencies"
-    r = httpx.get(url, timeout=30, headers={"Accept": "application/json"})
+    # the sender's TLS context, made once per process (httpx would load the CA bundle again per call)
+    r = httpx.get(url, timeout=30, headers={"Accept": "application/json"}, verify=http._ssl_context())
     if r.status_code == 404:
         return []
     r.raise_for_status()
