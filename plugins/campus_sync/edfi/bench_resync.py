@@ -11,7 +11,8 @@ temporary deployment configuration at them; then times, in this process:
 
 Reported per round: seconds, documents processed and sent, records per second, the process's
 peak resident memory (ru_maxrss, monotonic: run with several N to see whether it grows with N),
-and the CPU spent per record by the sender (this process; lightbeam's process) and by the API.
+and the CPU spent per record by the sender (this process; lightbeam's process), by the API and by
+the API's database (its PostgreSQL backends).
 The connection lookups are made before the clock starts: inside Airflow a task finds Airflow
 loaded, where here the first lookup would import it.
 
@@ -43,6 +44,24 @@ def _cpu(who: int = resource.RUSAGE_SELF) -> float:
     """User + system CPU seconds of this process (or of its finished children)."""
     r = resource.getrusage(who)
     return r.ru_utime + r.ru_stime
+
+
+def _database_cpu(database: str) -> float:
+    """CPU seconds so far of the PostgreSQL backends connected to `database` (Linux /proc; their
+    titles name the database). The local API's connections live as long as it does, so the
+    difference over a round is what its database spent on the round."""
+    total = 0.0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            title = Path(entry.path, "cmdline").read_bytes().replace(b"\0", b" ").split()
+            if len(title) < 3 or title[0] != b"postgres:" or title[2].decode(errors="replace") != database:
+                continue
+            total += _cpu_seconds(int(entry.name)) or 0.0
+        except OSError:
+            continue
+    return total
 
 
 def _per_record_ms(seconds: float | None, records: int) -> float | None:
@@ -98,6 +117,7 @@ def _lightbeam(executable: str, request, api_db: str, scratch: Path, concurrency
     import subprocess
 
     import yaml
+    from psycopg.conninfo import conninfo_to_dict
 
     from campus_sync.edfi import resync
     from campus_sync.edfi.api.server import LocalEdFiApi, Options
@@ -126,17 +146,19 @@ def _lightbeam(executable: str, request, api_db: str, scratch: Path, concurrency
                            "retry_statuses": [429, 500, 501, 503, 504], "verify_ssl": False},
             "log_level": "WARNING"}))
         out = {"documents": documents}
+        database = conninfo_to_dict(api_db)["dbname"]
         for label in ("first send", "unchanged resend"):
-            c0, s0 = _cpu(resource.RUSAGE_CHILDREN), _cpu_seconds(info["pid"])
+            c0, s0, d0 = _cpu(resource.RUSAGE_CHILDREN), _cpu_seconds(info["pid"]), _database_cpu(database)
             t0 = time.perf_counter()
             proc = subprocess.run([executable, "send", "-c", str(cfg)], capture_output=True, text=True, timeout=3600)
             seconds = time.perf_counter() - t0
-            c1, s1 = _cpu(resource.RUSAGE_CHILDREN), _cpu_seconds(info["pid"])
+            c1, s1, d1 = _cpu(resource.RUSAGE_CHILDREN), _cpu_seconds(info["pid"]), _database_cpu(database)
             out[label] = {"seconds": round(seconds, 3), "exit": proc.returncode,
                           "records_per_second": round(documents / seconds, 1) if seconds else None,
                           "client_cpu_ms_per_record": _per_record_ms(c1 - c0, documents),
                           "api_cpu_ms_per_record": _per_record_ms(None if s0 is None or s1 is None else s1 - s0,
                                                                   documents),
+                          "api_database_cpu_ms_per_record": _per_record_ms(d1 - d0, documents),
                           "output_tail": (proc.stdout + proc.stderr)[-400:]}
         out["documents_at_api"] = _count_at_api(info, resync.plan(request))
         return out
@@ -205,11 +227,11 @@ def run(students: int, concurrency: int = 8, dsn: str | None = None, lightbeam: 
                 with psycopg.connect(district) as conn:
                     conn.execute("UPDATE campus.personidentity SET firstname = firstname || 'x'"
                                  " WHERE personid IN (SELECT personid FROM campus.enrollment WHERE enrollmentid % 100 = 0)")
-            c0, s0 = _cpu(), _cpu_seconds(info["pid"])
+            c0, s0, d0 = _cpu(), _cpu_seconds(info["pid"]), _database_cpu(DATABASES[2])
             t0 = time.perf_counter()
             summary = resync.run({"configuration": "bench", "all_schools": True}, user="bench")
             seconds = time.perf_counter() - t0
-            c1, s1 = _cpu(), _cpu_seconds(info["pid"])
+            c1, s1, d1 = _cpu(), _cpu_seconds(info["pid"]), _database_cpu(DATABASES[2])
             processed = sum(r["processed"] for r in summary["results"])
             sent = sum(r["inserted"] + r["updated"] for r in summary["results"])
             rounds.append({"round": label, "status": summary["status"], "seconds": round(seconds, 3),
@@ -219,7 +241,8 @@ def run(students: int, concurrency: int = 8, dsn: str | None = None, lightbeam: 
                            "errors": sum(r["errors"] for r in summary["results"]), "peak_rss_mb": round(_peak_mb(), 1),
                            "client_cpu_ms_per_record": _per_record_ms(c1 - c0, processed),
                            "api_cpu_ms_per_record": _per_record_ms(None if s0 is None or s1 is None else s1 - s0,
-                                                                   processed)})
+                                                                   processed),
+                           "api_database_cpu_ms_per_record": _per_record_ms(d1 - d0, processed)})
         first = rounds[0]["seconds"]
         out = {"students": students, "concurrency": concurrency, "rounds": rounds,
                "unchanged_vs_first": round(rounds[1]["seconds"] / first, 3) if first else None}
@@ -263,11 +286,12 @@ def _uri(conninfo: str) -> str:
 def format_report(res: dict) -> str:
     lines = [f"Ed-Fi Resync against the local Ed-Fi API: {res['students']} students, concurrency {res['concurrency']}",
              f"  {'round':<18}{'status':>10}{'seconds':>9}{'processed':>10}{'sent':>7}{'records/s':>11}{'sent/s':>9}"
-             f"{'errors':>7}{'peak MB':>9}   CPU ms/record: client, API"]
+             f"{'errors':>7}{'peak MB':>9}   CPU ms/record: client, API, API's database"]
     for r in res["rounds"]:
         lines.append(f"  {r['round']:<18}{r['status']:>10}{r['seconds']:>9}{r['processed']:>10}{r['sent']:>7}"
                      f"{r['records_per_second']:>11}{r['sent_per_second']:>9}{r['errors']:>7}{r['peak_rss_mb']:>9}"
-                     f"   {r.get('client_cpu_ms_per_record')}, {r.get('api_cpu_ms_per_record')}")
+                     f"   {r.get('client_cpu_ms_per_record')}, {r.get('api_cpu_ms_per_record')}, "
+                     f"{r.get('api_database_cpu_ms_per_record')}")
     lines.append(f"  unchanged resync / first send (time): {res['unchanged_vs_first']}")
     lb = res.get("lightbeam")
     if isinstance(lb, dict):
@@ -275,7 +299,8 @@ def format_report(res: dict) -> str:
             x = lb[label]
             lines.append(f"  lightbeam {label:<17} {x['seconds']:>8} s  {x['records_per_second']:>9} records/s  "
                          f"(exit {x['exit']}, {lb['documents']} documents; {lb.get('documents_at_api')} at the API after; "
-                         f"CPU ms/record: client {x.get('client_cpu_ms_per_record')}, API {x.get('api_cpu_ms_per_record')})")
+                         f"CPU ms/record: client {x.get('client_cpu_ms_per_record')}, API {x.get('api_cpu_ms_per_record')}, "
+                         f"API's database {x.get('api_database_cpu_ms_per_record')})")
         lines.append(f"  first send / lightbeam first send (records/s): {res.get('first_send_vs_lightbeam')}")
     else:
         lines.append(f"  lightbeam: {lb}")
