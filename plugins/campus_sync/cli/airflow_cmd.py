@@ -117,7 +117,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     af = _deployment(args)
     pids = af.pids()
     for component, pid in pids.items():
-        print(f"{component:<14} {'running pid ' + str(pid) if pid else 'stopped'}")
+        print(f"{component:<16} {'running pid ' + str(pid) if pid else 'stopped'}")
     if any(pids.values()):
         print(af.summary())
     return 0 if all(pids.values()) else 3
