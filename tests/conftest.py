@@ -56,9 +56,9 @@ from pg_helpers import dsn_for  # noqa: E402 - after sys.path has tests/
 
 
 def pytest_collection_modifyitems(config, items):
-    """Under `make test` (two pytest-xdist workers, `--dist loadgroup`) the tests of tests/live
-    share one worker: they share the session's live Airflow and build on each other in file order,
-    while the other worker takes everything else."""
+    """Under pytest-xdist (`-n 2 --dist loadgroup`) the tests of tests/live share one worker: they
+    share the session's live Airflow. `make test` runs them in one process, in file order, which
+    the page's live tests need (xdist does not keep that order)."""
     live = ROOT / "tests" / "live"
     for item in items:
         if live in Path(item.path).parents:
