@@ -622,14 +622,19 @@ def delete_resource(batch_id: int, request: EdfiRequest, resource: str) -> dict:
     run = _Run()
     with state_connection() as conn:
         ensure_state(conn)
-        logged = conn.execute(
-            """SELECT natural_key, source_id, school_id, person_id, course_id, section_id, api_id
-                 FROM edfi.send_log WHERE configuration = %s AND resource = %s ORDER BY natural_key""",
-            (conf.name, resource)).fetchall()
-        total = len(logged)
-        # gone from Campus, or sent under a natural key its Campus row no longer has (a key change)
-        gone = [r for r in logged if r[0] not in present_keys and r[1] not in unsendable
-                and _in_scope(request, *r[2:6])]
+        total, gone = 0, []
+        # the log read in chunks (a server-side cursor): memory holds what is gone, not the whole log
+        with conn.cursor(name=f"edfi_log_{resource.lower()}") as cur:
+            cur.itersize = CHUNK
+            cur.execute("""SELECT natural_key, source_id, school_id, person_id, course_id, section_id, api_id
+                             FROM edfi.send_log WHERE configuration = %s AND resource = %s ORDER BY natural_key""",
+                        (conf.name, resource))
+            for r in cur:
+                total += 1
+                # gone from Campus, or sent under a natural key its Campus row no longer has (a key change)
+                if r[0] not in present_keys and r[1] not in unsendable and _in_scope(request, *r[2:6]):
+                    gone.append(r)
+        conn.commit()
         if gone and not request.confirm_deletes and len(gone) >= conf.delete_guard_min_rows \
                 and len(gone) > conf.max_delete_share * total:
             message = (f"mass delete refused: would delete {len(gone)} of the {total} {resource} documents sent "
