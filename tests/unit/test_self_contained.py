@@ -67,7 +67,7 @@ def test_the_rules_catch_what_they_are_for():
     """A rule that cannot fail is no rule: each kind of mention is caught, and look-alikes are not."""
     # Built by concatenation so that this file's own text does not match.
     bad = ["see seed " + "002's table", "Seeds " + "001/002", "from ../" + "shared/design",
-           'ROOT / "shared" / ' + '"seeds"', "issue " + "12's note", "Issue " + "#7", "finding " + "#3",
+           'ROOT / "sha' + 'red" / "seeds"', "issue " + "12's note", "Issue " + "#7", "finding " + "#3",
            "measured in this " + "session",
            "before (commit " + "42d1381)", "main " + "at 4d254c2", "was fixed in e140a8e"]
     for line in bad:
