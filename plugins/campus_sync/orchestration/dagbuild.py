@@ -39,11 +39,10 @@ from airflow.sdk.bases.skipmixin import XCOM_SKIPMIXIN_KEY, XCOM_SKIPMIXIN_SKIPP
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from campus_sync import config, hierarchy
+from campus_sync.orchestration.refusals import checked_request, finish_unstarted
 from campus_sync.tools import attendance
-from campus_sync.tools import requests
 
 GROUP = "district"
-REFUSED_KEY = "refused"  # start_request's XCom when the request is refused (read by finish_request)
 DEFAULT_ARGS = {
     "owner": "campus-state-sync",
     # A lost or refused connection: retried. Refused input, data errors and the engine's refusals
@@ -128,25 +127,6 @@ def district_param(districts: Iterable[config.District], default: list[str] | No
     )
 
 
-def refused(context, exc: Exception) -> AirflowFailException:
-    """Record why the request was refused (for finish_request) and fail without retrying."""
-    message = f"request refused: {exc}"
-    context["ti"].xcom_push(key=REFUSED_KEY, value=message)
-    return AirflowFailException(message)
-
-
-def explain_missing_start(ti) -> str:
-    """What happened to start_request, for a finish_request that got no work units."""
-    message = ti.xcom_pull(task_ids="start_request", key=REFUSED_KEY)
-    if message:
-        return str(message)
-    states = ti.get_task_states(dag_id=ti.dag_id, task_ids=["start_request"], run_ids=[ti.run_id])
-    state = states.get(ti.run_id, {}).get("start_request")
-    if state == "failed":
-        return "start_request failed (an error, not refused input; see its log); nothing was synced"
-    return f"start_request did not run (state: {state or 'none'}); nothing was synced"
-
-
 def start_request_units(names: list[str], refresh: bool, *, kind: str, kind_from_params: bool,
                         task_prefix: str = "") -> list[dict]:
     """start_request's body in either shape: check the conf's keys, validate the request and
@@ -157,18 +137,12 @@ def start_request_units(names: list[str], refresh: bool, *, kind: str, kind_from
 
     context = get_current_context()
     params = dict(context["params"])
-    try:
-        requests.check_conf_keys(context["dag_run"].conf, context["dag"].params.keys())
-    except requests.RequestError as exc:
-        raise refused(context, exc) from None
     run_kind = kind
     if kind_from_params and params.get("requested_by") == "state":
         run_kind = "state_request"
-    try:
-        units = tasks.start_request(params, kind=run_kind, user=triggering_user(context, params),
-                                    dag_id=context["dag"].dag_id, run_id=context["run_id"])
-    except requests.RequestError as exc:
-        raise refused(context, exc) from None
+    units = checked_request(context, lambda: tasks.start_request(
+        params, kind=run_kind, user=triggering_user(context, params), dag_id=context["dag"].dag_id,
+        run_id=context["run_id"]))
     planned = set(units[0]["objects"]) if units else set()
     unplanned = [n for n in names if n not in planned]
     if refresh and not attendance.in_plan(planned):
@@ -252,9 +226,7 @@ def build_resync_dag(dag_id: str, *, kind: str, objects: Iterable[str], params: 
             context = get_current_context()
             ti = context["ti"]
             if not units:
-                message = explain_missing_start(ti)
-                tasks.abandon_request(context["dag"].dag_id, ti.run_id, message)
-                raise AirflowFailException(message)
+                raise finish_unstarted(context)
             states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id], task_group_id=GROUP)
             states = states.get(ti.run_id, {})
             outcomes = {}
@@ -433,9 +405,7 @@ def build_per_object_dag(dag_id: str, *, kind: str, objects: Iterable[str], para
             context = get_current_context()
             ti = context["ti"]
             if not units:
-                message = explain_missing_start(ti)
-                tasks.abandon_request(context["dag"].dag_id, ti.run_id, message)
-                raise AirflowFailException(message)
+                raise finish_unstarted(context)
             planned = set(units[0]["objects"])
             ids = [n for n in names if n in planned]
             if refresh and attendance.in_plan(planned):

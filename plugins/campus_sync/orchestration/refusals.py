@@ -2,8 +2,8 @@
 refuses bad input (recorded for finish_request, failing without retries), and finish_request,
 given no work, closes whatever start_request wrote and fails the run saying why.
 
-Used by the request DAGs whose start and finish tasks are written out (selective sync, Ed-Fi
-Resync). Nothing heavy at import: a DAG file imports this module.
+Used by every request DAG (the resyncs, the selective sync, the Ed-Fi Resync). Nothing heavy at
+import: a DAG file imports this module.
 """
 
 from __future__ import annotations
@@ -13,10 +13,30 @@ from typing import TypeVar
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from campus_sync.orchestration.dagbuild import explain_missing_start, refused
 from campus_sync.tools import requests
 
+REFUSED_KEY = "refused"  # start_request's XCom when the request is refused (read by finish_request)
+
 T = TypeVar("T")
+
+
+def refused(context, exc: Exception) -> AirflowFailException:
+    """Record why the request was refused (for finish_request) and fail without retrying."""
+    message = f"request refused: {exc}"
+    context["ti"].xcom_push(key=REFUSED_KEY, value=message)
+    return AirflowFailException(message)
+
+
+def explain_missing_start(ti) -> str:
+    """What happened to start_request, for a finish_request that got no work units."""
+    message = ti.xcom_pull(task_ids="start_request", key=REFUSED_KEY)
+    if message:
+        return str(message)
+    states = ti.get_task_states(dag_id=ti.dag_id, task_ids=["start_request"], run_ids=[ti.run_id])
+    state = states.get(ti.run_id, {}).get("start_request")
+    if state == "failed":
+        return "start_request failed (an error, not refused input; see its log); nothing was synced"
+    return f"start_request did not run (state: {state or 'none'}); nothing was synced"
 
 
 def checked_request(context, build: Callable[[], T], *errors: type[Exception]) -> T:
