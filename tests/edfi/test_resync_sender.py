@@ -256,4 +256,4 @@ def test_key_text_is_the_send_logs_json(key):
 
     from campus_sync.edfi import resync
 
-    assert resync._key_text(key) == json.dumps(list(key), default=str, separators=(",", ":"))
+    assert resync.natural_key_text(key) == json.dumps(list(key), default=str, separators=(",", ":"))

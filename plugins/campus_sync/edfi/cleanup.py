@@ -92,7 +92,7 @@ def key_text(m, resource, doc: dict) -> str:
     for i, path in enumerate(resource.key_paths):
         if isinstance(key[i], str) and len(key[i]) > 10 and m.property_at(resource, path).type == "date":
             key[i] = key[i][:10]
-    return resync._key_text(tuple(key))
+    return resync.natural_key_text(tuple(key))
 
 
 def _at(doc: dict, path: str):
@@ -166,7 +166,7 @@ def clean_resource(batch_id: int, request, resource: str, *, before: dict | None
             return False
         return people is None or _at(doc, scope.person[0]) in people
 
-    run = resync._Run()
+    run = resync.ResourceRun()
     read = asyncio.run(_read(api, conf, resource, queries, within, lambda d: key_text(m, res, d), run.http))
     absent = sorted((key, api_id) for api_id, key in read.items()
                     if key not in present and logged.get(key) not in unsendable)
@@ -192,9 +192,9 @@ def clean_resource(batch_id: int, request, resource: str, *, before: dict | None
         asyncio.run(_delete(api, conf, resource, absent, logged, run))
         note["deleted"] = run.counts["deleted"]
     with resync.state_connection() as conn:
-        resync._write(conn, batch_id, conf.name, resource, run)
+        resync.write_run(conn, batch_id, conf.name, resource, run)
     _note(batch_id, resource, note)
-    out = resync._record(batch_id, request, resource, run, merge=True, status=status, message=message)
+    out = resync.record_run(batch_id, request, resource, run, merge=True, status=status, message=message)
     out["http"] = dict(Counter((before or {}).get("http") or {}) + Counter(out.get("http") or {}))
     out["cleanup"] = note
     return out

@@ -290,7 +290,7 @@ _KEY_ENCODER = json.JSONEncoder(default=str, separators=(",", ":"))
 _JSON_STRING = json.encoder.encode_basestring_ascii  # the escaping json.dumps itself uses
 
 
-def _key_text(key: tuple) -> str:
+def natural_key_text(key: tuple) -> str:
     """The key as `json.dumps(list(key), default=str, separators=(",", ":"))` writes it (the
     send log's natural_key), built directly for the usual parts (text, integers, null): it runs
     for every document of every resync, changed or not."""
@@ -308,7 +308,7 @@ def _key_text(key: tuple) -> str:
     return "[" + ",".join(parts) + "]"
 
 
-class _Run:
+class ResourceRun:
     """One resource's send or delete: counters and the rows to write to the state."""
 
     def __init__(self) -> None:
@@ -326,7 +326,7 @@ class _Run:
         self.failed.append((operation, key, source, reason, status, message))
 
 
-def _write(conn, batch_id: int, conf_name: str, resource: str, run: _Run) -> None:
+def write_run(conn, batch_id: int, conf_name: str, resource: str, run: ResourceRun) -> None:
     """Log what succeeded and keep what failed, in one transaction."""
     with conn.transaction(), conn.cursor() as cur:
         if run.unlogged:
@@ -356,7 +356,7 @@ def _api_id(response) -> str | None:
     return location.rstrip("/").rsplit("/", 1)[1] if location else None
 
 
-async def _post_documents(c, url: str, work: list[tuple], run: _Run) -> None:
+async def _post_documents(c, url: str, work: list[tuple], run: ResourceRun) -> None:
     """POST each (body: the document's JSON as the extract wrote it, key, hash, Campus row and
     scope) with the client `c`; only a 2xx answer is logged. As many workers as the client's
     concurrency take the documents in turn (not one task per document: less CPU per request)."""
@@ -416,7 +416,7 @@ def _prefetched(chunks):
         chunks.close()
 
 
-def _send(batch_id: int, request: EdfiRequest, resource: str, mode: str) -> _Run:
+def _send(batch_id: int, request: EdfiRequest, resource: str, mode: str) -> ResourceRun:
     """mode: all (every new or changed document), create (new ones only: a person resource whose
     updates wait for its associations) or update (the rest of a person resource).
 
@@ -434,7 +434,7 @@ def _send(batch_id: int, request: EdfiRequest, resource: str, mode: str) -> _Run
     decode = msgspec.json.decode
     api = api_of(conf, request.school_year)
     url = f"{api.data_url}/ed-fi/{resource}"
-    run = _Run()
+    run = ResourceRun()
     lock = f"campus_sync:edfi_send:{conf.name}:{resource}"
     with state_connection() as conn:
         ensure_state(conn)
@@ -443,13 +443,13 @@ def _send(batch_id: int, request: EdfiRequest, resource: str, mode: str) -> _Run
         seen: set[str] = set()
         chunks = _prefetched(extract_chunks(request, resource))
 
-        def prepare() -> tuple[_Run, list[tuple]] | None:
+        def prepare() -> tuple[ResourceRun, list[tuple]] | None:
             """The next chunk's counters and unsendable rows, and its work (the documents new or
             changed); None after the last chunk."""
             rows = next(chunks, None)
             if rows is None:
                 return None
-            part = _Run()
+            part = ResourceRun()
             candidates: list[tuple] = []
             for source, school, person, course, section, problem, text in rows:
                 if mode != "update":
@@ -459,7 +459,7 @@ def _send(batch_id: int, request: EdfiRequest, resource: str, mode: str) -> _Run
                         part.fail("post", None, source, problem, None, f"not sent: {problem.replace('_', ' ')}")
                     continue
                 try:
-                    key = _key_text(key_of(decode(text)))
+                    key = natural_key_text(key_of(decode(text)))
                 except (KeyError, TypeError):
                     if mode != "update":
                         part.fail("post", None, source, "incomplete_key", None, "the document lacks part of its natural key")
@@ -493,17 +493,17 @@ def _send(batch_id: int, request: EdfiRequest, resource: str, mode: str) -> _Run
                 work.append((doc, key, hsh, scope))
             return part, work
 
-        def step(done: _Run | None) -> tuple[_Run, list[tuple]] | None:
+        def step(done: ResourceRun | None) -> tuple[ResourceRun, list[tuple]] | None:
             """Log a sent chunk's results (when given), then prepare the next chunk: the state
             connection serves one thread at a time."""
             if done is not None:
-                _write(conn, batch_id, conf.name, resource, done)
+                write_run(conn, batch_id, conf.name, resource, done)
             return prepare()
 
         async def pipeline() -> None:
             async with http.Client(api, concurrency=conf.concurrency, token_store=StateTokenStore()) as c:
                 ahead = asyncio.ensure_future(asyncio.to_thread(step, None))
-                sent: _Run | None = None
+                sent: ResourceRun | None = None
                 try:
                     while (got := await ahead) is not None:
                         part, work = got
@@ -516,7 +516,7 @@ def _send(batch_id: int, request: EdfiRequest, resource: str, mode: str) -> _Run
                         run.reasons.update(part.reasons)
                         sent = part
                     if sent is not None:
-                        await asyncio.to_thread(_write, conn, batch_id, conf.name, resource, sent)
+                        await asyncio.to_thread(write_run, conn, batch_id, conf.name, resource, sent)
                 finally:
                     if not ahead.done():  # a thread cannot be cancelled: let it finish with the connection
                         await asyncio.wait([ahead])
@@ -543,7 +543,7 @@ def _result_row(conn, batch_id: int, district: str, resource: str) -> dict:
     return dict(zip((*RESULT_FIELDS, "error_reasons", "started_at"), row))
 
 
-def _record(batch_id: int, request: EdfiRequest, resource: str, run: _Run, *, merge: bool,
+def record_run(batch_id: int, request: EdfiRequest, resource: str, run: ResourceRun, *, merge: bool,
             status: str | None = None, message: str | None = None) -> dict:
     """Write the resource's counters to the history (added to what is there when `merge`)."""
     history = _tool("history")
@@ -575,12 +575,12 @@ def send_resource(batch_id: int, request: EdfiRequest, resource: str) -> dict:
     order = plan(request)
     waits_for = [a for a in m.person_updates_after.get(resource, ()) if a in request.resources]
     run = _send(batch_id, request, resource, "create" if waits_for else "all")
-    out = _record(batch_id, request, resource, run, merge=False)
+    out = record_run(batch_id, request, resource, run, merge=False)
     for person, after in sorted(m.person_updates_after.items()):
         inside = [a for a in after if a in request.resources]
         if person in request.resources and inside and resource == max(inside, key=order.index):
             update = _send(batch_id, request, person, "update")
-            out["person_updates"] = {person: _record(batch_id, request, person, update, merge=True)}
+            out["person_updates"] = {person: record_run(batch_id, request, person, update, merge=True)}
     return out
 
 
@@ -616,10 +616,10 @@ def delete_resource(batch_id: int, request: EdfiRequest, resource: str) -> dict:
             try:
                 if problem:
                     raise KeyError(problem)
-                present_keys.add(_key_text(key_of(msgspec.json.decode(text))))
+                present_keys.add(natural_key_text(key_of(msgspec.json.decode(text))))
             except (KeyError, TypeError):
                 unsendable.add(source)
-    run = _Run()
+    run = ResourceRun()
     with state_connection() as conn:
         ensure_state(conn)
         total, gone = 0, []
@@ -641,7 +641,7 @@ def delete_resource(batch_id: int, request: EdfiRequest, resource: str) -> dict:
                        f"for configuration {conf.name} (more than {conf.max_delete_share:.0%}); confirm deletes to "
                        "delete them")
             run.reasons["mass_delete_refused"] += len(gone)
-            return _record(batch_id, request, resource, run, merge=True, status="failed", message=message)
+            return record_run(batch_id, request, resource, run, merge=True, status="failed", message=message)
         if gone:
             api = api_of(conf, request.school_year)
             url = f"{api.data_url}/ed-fi/{resource}"
@@ -670,8 +670,8 @@ def delete_resource(batch_id: int, request: EdfiRequest, resource: str) -> dict:
 
             asyncio.run(go())
             run.http.update(c_stats)
-            _write(conn, batch_id, conf.name, resource, run)
-    return _record(batch_id, request, resource, run, merge=True)
+            write_run(conn, batch_id, conf.name, resource, run)
+    return record_run(batch_id, request, resource, run, merge=True)
 
 
 # ------------------------------------------------------------------ finish
