@@ -47,7 +47,10 @@ def scale_airflow(tmp_path_factory, server_dsn, graph):
             continue
         databases[d.id] = _fresh_db(server_dsn, f"scale_campus_district_{d.id}")
         env[f"AIRFLOW_CONN_{d.conn_id.upper()}"] = databases[d.id]
-        with psycopg.connect(databases[d.id]) as conn:
+        # seeding keeps the district's school names for the Ed-Fi form under CAMPUS_SYNC_HOME: these
+        # districts' names must not replace those of the live deployment's district of the same id
+        with psycopg.connect(databases[d.id]) as conn, pytest.MonkeyPatch.context() as mp:
+            mp.setenv("CAMPUS_SYNC_HOME", str(home / "campus_sync_home"))
             demo.seed_district(conn, graph, d, i, LIVE_STUDENTS, 7, 2027, "KY")
     af, seconds = start_live(home, {"env": env})
     print(f"\nscale_airflow: started in {seconds:.0f} s at {af.base_url}")

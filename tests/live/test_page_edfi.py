@@ -202,16 +202,14 @@ def test_the_same_resync_again_sends_nothing(user_tab, school, edfi_airflow, liv
         r: run["results"][r]["unchanged"] for r in PLAN}
 
 
-@pytest.mark.xfail(strict=False, reason="the viewer's Ed-Fi tab listed fewer than the two requests once, in the "
-                   "whole suite under load (passes alone and with the page's other live tests); under investigation. "
-                   "A viewer's refusal is also covered by tests/web/test_edfi_tab_browser.py")
 def test_viewer_sees_the_results_but_cannot_start(browser, edfi_airflow):
     """Read views (both requests listed); Write starts: the button is disabled, and the server
     refuses a viewer's start without creating a run."""
     page, frame = open_in_airflow(browser, edfi_airflow, "viewer")
     try:
         frame.click('.tabs button[data-tab="edfi"]')
-        frame.wait_for_function("() => document.querySelectorAll('#edfi-history .edfi-request').length >= 2")
+        frame.wait_for_function("() => document.querySelectorAll('#edfi-history .edfi-request').length >= 2",
+                                timeout=120_000)
         frame.wait_for_function("() => document.querySelector('#edfi-start').title === 'Write rights needed'")
         assert frame.is_disabled("#edfi-start")
         rows = frame.eval_on_selector_all("#edfi-history .edfi-request:first-child tbody tr",
