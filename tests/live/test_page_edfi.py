@@ -19,7 +19,7 @@ import httpx
 import psycopg
 import pytest
 
-from page_helpers import api, chromium, district_dsn, is_paused, open_in_airflow, page_airflow_of
+from page_helpers import api, chromium, district_dsn, is_paused, open_in_airflow, page_airflow_of, set_paused, wait_run
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "edfi"))
 from resync_helpers import token  # noqa: E402
@@ -223,3 +223,36 @@ def test_viewer_sees_the_results_but_cannot_start(browser, edfi_airflow):
     assert status == 403 and "Write rights" in body["detail"], (status, body)
     _, after = api(edfi_airflow, "GET", f"/api/v2/dags/{DAG}/dagRuns?limit=100", user="admin")
     assert after["total_entries"] == runs["total_entries"] == 2
+
+
+def test_a_paused_edfi_dag_is_shown_and_its_queued_run_says_why(browser, edfi_airflow, school):
+    """A paused edfi_resync would leave a started resync queued for ever: the tab says so before
+    the user acts, the queued run's progress says why, and a user with edit rights unpauses it from
+    the tab; then the run starts and ends. A viewer is told who can."""
+    set_paused(edfi_airflow, DAG, True)
+    try:
+        status, dags = api(edfi_airflow, "GET", "/campus-sync/api/dags", user="viewer")
+        assert status == 200 and dags["dags"][DAG]["is_paused"] is True and dags["dags"][DAG]["can_unpause"] is False
+        assert "user" in dags["dags"][DAG]["who_can_unpause"]
+        status, run = api(edfi_airflow, "POST", "/campus-sync/api/edfi/resync", user="user", headers=CSRF,
+                          body={"configuration": "demo", "schools": [str(school)], "resources": ["schools"]})
+        assert status == 200, run
+        progress = f"/campus-sync/api/edfi/progress?run_id={quote(run['dag_run_id'], safe='')}"
+        status, seen = api(edfi_airflow, "GET", progress, user="viewer")
+        assert status == 200 and seen["state"] == "queued", seen
+        assert seen["waiting"]["paused"] is True and seen["waiting"]["can_unpause"] is False
+        assert any(f"{DAG} is paused" in r for r in seen["waiting"]["reasons"]), seen["waiting"]
+
+        page, frame = open_in_airflow(browser, edfi_airflow, "user")
+        try:
+            frame.click('.tabs button[data-tab="edfi"]')
+            notice = frame.wait_for_selector(f"#dags-edfi .dag-warning.paused[data-dag='{DAG}']")
+            assert "Start Resync (Ed-Fi)" in notice.text_content()
+            frame.click(f"#dags-edfi button.unpause[data-dag='{DAG}']")
+            frame.wait_for_selector(f"#dags-edfi .dag-warning.paused[data-dag='{DAG}']", state="detached")
+        finally:
+            page.context.close()
+        assert not is_paused(edfi_airflow, DAG)
+        assert wait_run(edfi_airflow, DAG, run["dag_run_id"]) == "success"
+    finally:
+        set_paused(edfi_airflow, DAG, False)

@@ -15,7 +15,6 @@ with its counts, and a user with Delete rights may rerun exactly it with `confir
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import functools
 import threading
@@ -36,6 +35,7 @@ from campus_sync.tools import requests
 from campus_sync.engine import schema
 from campus_sync.tools import selective
 from campus_sync.web import airflow_api, data, rights
+from campus_sync.web.dag_state import dag_states, why_waiting
 
 STATIC = Path(__file__).resolve().parent / "static"
 STATIC_FILES = {"app.js": "text/javascript", "edfi.js": "text/javascript", "app.css": "text/css"}
@@ -181,77 +181,6 @@ async def _api(coro):
         raise HTTPException(exc.status_code, exc.detail) from None
 
 
-ACTIONS = {rights.FULL: "Send Resync (every object)", rights.PARTIAL: "Send Resync",
-           rights.SELECTIVE: "Selective Sync", rights.VERIFICATION: "Re-Verify"}
-
-
-async def dag_states(request: Request, user) -> dict[str, dict]:
-    """Each campus DAG as the scheduler sees it, for this user: paused (runs wait queued), active
-    runs against max_active_runs, and whether this user may unpause it (else who may)."""
-    token = airflow_api.user_token(request)
-
-    async def one(dag_id: str) -> dict:
-        out: dict[str, Any] = {"dag_id": dag_id, "action": ACTIONS[dag_id]}
-        try:
-            dag, active = await asyncio.gather(
-                airflow_api.dag(dag_id, token=token, user=user),
-                airflow_api.runs(dag_id, ("queued", "running"), token=token, user=user, limit=1))
-        except airflow_api.AirflowApiError as exc:
-            known = exc.status_code != 404
-            out.update(error=(f"Airflow does not know {dag_id} yet (the dag-processor has not parsed it)"
-                              if not known else f"Airflow answered {exc.status_code}: {exc.detail}"))
-            return out
-        out.update(is_paused=bool(dag.get("is_paused")), max_active_runs=dag.get("max_active_runs"),
-                   active_runs=int(active.get("total_entries") or 0))
-        out["can_unpause"] = await run_in_threadpool(rights.can_edit_dag, user, dag_id)
-        if out["is_paused"] and not out["can_unpause"]:
-            out["who_can_unpause"] = await run_in_threadpool(rights.who_can_text, dag_id)
-        return out
-
-    found = await asyncio.gather(*(one(d) for d in rights.CAMPUS_DAGS))
-    return {d["dag_id"]: d for d in found}
-
-
-async def why_waiting(request: Request, user, dag_id: str, run: dict) -> dict:
-    """Why a queued run is not started yet, in the scheduler's terms: the DAG is paused, its
-    max_active_runs are taken (by which runs), the scheduler is not running, or none of these
-    (it is waiting for the scheduler's next loop)."""
-    token = airflow_api.user_token(request)
-    reasons: list[str] = []
-    dag, active, health = await asyncio.gather(
-        airflow_api.dag(dag_id, token=token, user=user),
-        airflow_api.runs(dag_id, ("running", "queued"), token=token, user=user, limit=50),
-        airflow_api.health(token=token, user=user), return_exceptions=True)
-    paused = isinstance(dag, dict) and bool(dag.get("is_paused"))
-    can = paused and await run_in_threadpool(rights.can_edit_dag, user, dag_id)
-    if paused:
-        reasons.append(f"{dag_id} is paused in Airflow: the scheduler starts no run of a paused DAG. "
-                       + ("Unpause it here to let this run start." if can
-                          else f"Ask {await run_in_threadpool(rights.who_can_text, dag_id)} to unpause it."))
-    if isinstance(dag, dict) and isinstance(active, dict):
-        limit = dag.get("max_active_runs")
-        others = [r for r in active.get("dag_runs", []) if r.get("dag_run_id") != run.get("dag_run_id")]
-        running = [r for r in others if r.get("state") == "running"]
-        ahead = [r for r in others if r.get("state") == "queued"
-                 and str(r.get("queued_at") or "") < str(run.get("queued_at") or "~")]
-        if limit and len(running) >= int(limit):
-            names = ", ".join(r.get("dag_run_id", "?") for r in running[:3])
-            reasons.append(f"{dag_id} runs at most {limit} run(s) at a time (max_active_runs) and "
-                           f"{len(running)} is running ({names}): this run starts when it ends"
-                           + (f", after {len(ahead)} queued before it" if ahead else "") + ".")
-        elif ahead:
-            reasons.append(f"{len(ahead)} run(s) of {dag_id} were queued before this one.")
-    if isinstance(health, dict):
-        sched = health.get("scheduler") or {}
-        if sched.get("status") not in (None, "healthy"):
-            beat = sched.get("latest_scheduler_heartbeat") or "never"
-            reasons.append(f"Airflow's scheduler is not running (last heartbeat: {beat}): "
-                           "no run starts until it is back.")
-    if not reasons:
-        reasons.append("waiting for Airflow's scheduler to start it (it picks up queued runs every few seconds).")
-    return {"reasons": reasons, "paused": paused, "can_unpause": bool(can)}
-
-
 def create_app() -> FastAPI:
     app = FastAPI(title="Resync State Data", docs_url=None, redoc_url=None, openapi_url=None,
                   dependencies=[Depends(rights.require_read), Depends(_csrf)])
@@ -321,8 +250,8 @@ def create_app() -> FastAPI:
 
     @app.post("/api/dags/{dag_id}/unpause")
     async def unpause(dag_id: str, request: Request, user: rights.ReadUser) -> JSONResponse:
-        if dag_id not in rights.CAMPUS_DAGS:
-            raise HTTPException(404, f"not a campus DAG: {dag_id!r}")
+        if dag_id not in rights.PAGE_DAGS:
+            raise HTTPException(404, f"not a DAG of this page: {dag_id!r}")
         await run_in_threadpool(rights.check_edit_dag, user, dag_id)
         dag = await _api(airflow_api.unpause(dag_id, token=airflow_api.user_token(request), user=user))
         return _json({"dag_id": dag_id, "is_paused": bool(dag.get("is_paused"))})

@@ -17,7 +17,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from campus_sync.web import airflow_api, rights
+from campus_sync.web import airflow_api, dag_state, rights
 
 BatchId = Annotated[int, PathParam(ge=1, le=2**63 - 1, description="a request id")]
 IdsText = Annotated[str, Field(default="", max_length=200_000)]
@@ -117,7 +117,10 @@ def router() -> APIRouter:
             run = await airflow_api.dag_run(rights.EDFI, run_id, token=airflow_api.user_token(request), user=user)
         except airflow_api.AirflowApiError as exc:
             raise HTTPException(exc.status_code, exc.detail) from None
-        return _json({"run_id": run_id, "state": run.get("state"), "batch": await run_in_threadpool(_batch, run_id)})
+        out = {"run_id": run_id, "state": run.get("state"), "batch": await run_in_threadpool(_batch, run_id)}
+        if run.get("state") == "queued":  # why it waits (a paused DAG's runs wait for ever)
+            out["waiting"] = await dag_state.why_waiting(request, user, rights.EDFI, run)
+        return _json(out)
 
     @r.get("/history")
     def history_list(limit: int = Query(10, ge=1, le=100)) -> JSONResponse:

@@ -45,6 +45,7 @@ SELECTIVE = "campus_selective_sync"
 VERIFICATION = "campus_verification_summary"
 CAMPUS_DAGS = (FULL, PARTIAL, SELECTIVE, VERIFICATION)
 EDFI = "edfi_resync"
+PAGE_DAGS = (*CAMPUS_DAGS, EDFI)  # the DAGs the page starts runs of (and may offer to unpause)
 
 
 def _auth_manager():
@@ -90,8 +91,11 @@ def can_delete(user: BaseUser | None, state_conn_id: str) -> bool:
 
 
 def can_edit_dag(user: BaseUser | None, dag_id: str) -> bool:
-    """May `user` edit (pause/unpause) `dag_id`? Any error counts as no."""
-    if user is None or dag_id not in CAMPUS_DAGS or not can_read(user):
+    """May `user` edit (pause/unpause) `dag_id` (a campus DAG, or edfi_resync for Ed-Fi readers)?
+    Any error counts as no."""
+    if user is None or dag_id not in PAGE_DAGS:
+        return False
+    if not (can_edfi_read(user) if dag_id == EDFI else can_read(user)):
         return False
     try:
         return bool(_auth_manager().is_authorized_dag(

@@ -70,7 +70,7 @@
   // New DAGs start paused, and a run of a paused DAG waits "queued" for ever: each tab says so
   // before the user acts, and offers to unpause (Airflow checks the user's edit right) or names who can.
   const TAB_DAGS = { resync: ["campus_partial_resync", "campus_full_resync"], selective: ["campus_selective_sync"],
-    verification: ["campus_verification_summary"] };
+    verification: ["campus_verification_summary"], edfi: ["edfi_resync"] };
   function dagNotice(d) {
     if (!d) return "";
     if (d.error) return `<div class="dag-warning" data-dag="${esc(d.dag_id)}">${esc(d.error)}</div>`;

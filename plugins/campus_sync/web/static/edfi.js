@@ -104,6 +104,8 @@
       const done = b ? b.results.filter((r) => r.status !== "gray").length : 0;
       el.innerHTML = `<p>Run <code>${esc(runId)}</code>: <b class="run-state">${esc(p.state)}</b>
         ${b ? `— request ${esc(b.id)} ${esc(b.status)}, ${esc(done)} of ${esc(plan.plan.length)} resources done` : "— starting"}</p>
+        ${p.waiting ? `<div class="waiting">${p.waiting.reasons.map((r) => `<div>${esc(r)}</div>`).join("")}
+          ${p.waiting.paused && p.waiting.can_unpause ? `<button type="button" class="unpause" data-dag="edfi_resync">Unpause edfi_resync</button>` : ""}</div>` : ""}
         ${resultsTable(plan.plan, b ? b.results : [], plan.added)}${b ? errorLink(b.id) : ""}`;
       if (["success", "failed"].includes(p.state)) {
         clearInterval(st.poll);
