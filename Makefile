@@ -17,8 +17,10 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
+# Two workers: the live Airflow tests (mostly waiting on the scheduler) in one, the rest in the other.
+TEST_WORKERS ?= 2
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope
 
 demo: setup
 	$(BIN)/campus-sync demo run

@@ -55,14 +55,18 @@ os.environ.setdefault("XDG_RUNTIME_DIR", str(_TMP / "runtime"))
 from pg_helpers import dsn_for  # noqa: E402 - after sys.path has tests/
 
 
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (`-n 2 --dist loadgroup`) the tests of tests/live share one worker: they
-    share the session's live Airflow. `make test` runs them in one process, in file order, which
-    the page's live tests need (xdist does not keep that order)."""
-    live = ROOT / "tests" / "live"
-    for item in items:
-        if live in Path(item.path).parents:
-            item.add_marker(pytest.mark.xdist_group("live"))
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Under `make test` (two pytest-xdist workers) the tests of tests/live run on one worker, in
+    file order: they share the session's live Airflow, and the page's tests build on each other
+    like a user's session. Every other test is its own unit, given to whichever worker is free."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class LiveTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "tests/live" if nodeid.startswith("tests/live/") else nodeid
+
+    return LiveTogether(config, log)
 
 
 def pytest_sessionfinish(session, exitstatus):

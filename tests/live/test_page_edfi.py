@@ -208,8 +208,15 @@ def test_viewer_sees_the_results_but_cannot_start(browser, edfi_airflow):
     page, frame = open_in_airflow(browser, edfi_airflow, "viewer")
     try:
         frame.click('.tabs button[data-tab="edfi"]')
-        frame.wait_for_function("() => document.querySelectorAll('#edfi-history .edfi-request').length >= 2",
-                                timeout=120_000)
+        try:
+            frame.wait_for_function("() => document.querySelectorAll('#edfi-history .edfi-request').length >= 2",
+                                    timeout=120_000, polling=1000)
+        except Exception as exc:  # say what the tab showed and what the server holds
+            shown = frame.evaluate("() => [document.querySelector('#edfi-flash').textContent, "
+                                   "document.querySelector('#edfi-history').innerHTML.slice(0, 500), "
+                                   "document.querySelector('#tab-edfi').className]")
+            raise AssertionError(f"the viewer's tab lists fewer than 2 requests: {shown}; the server: "
+                                 f"{api(edfi_airflow, 'GET', '/campus-sync/api/edfi/history', user='viewer')}") from exc
         frame.wait_for_function("() => document.querySelector('#edfi-start').title === 'Write rights needed'")
         assert frame.is_disabled("#edfi-start")
         rows = frame.eval_on_selector_all("#edfi-history .edfi-request:first-child tbody tr",
