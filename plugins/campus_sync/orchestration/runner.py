@@ -81,6 +81,21 @@ def owner_session() -> Iterator[None]:
         conn.close()
 
 
+@contextmanager
+def _task_context_restored() -> Iterator[None]:
+    """Airflow exports each task's context (AIRFLOW_CTX_DAG_ID, ..._TASK_ID, ...) into the process
+    environment while `dag.test()` runs it and leaves the last task's there. The process goes on
+    (`make demo` runs the Ed-Fi Resync next): put the environment back as it was, so its later
+    connections do not name themselves after that task (`db.application_name`)."""
+    before = {k: v for k, v in os.environ.items() if k.startswith("AIRFLOW_CTX_")}
+    try:
+        yield
+    finally:
+        for key in [k for k in os.environ if k.startswith("AIRFLOW_CTX_") and k not in before]:
+            del os.environ[key]
+        os.environ.update(before)
+
+
 def _quiet_upstream_warnings() -> None:
     """Keep two harmless deprecation warnings of Airflow 3.3's own dependencies out of the demo's
     output: pathspec 1.x deprecates the class Airflow's .airflowignore matcher uses, and
@@ -109,7 +124,7 @@ def run_dag(dag_id: str, conf: dict | None = None) -> RunOutcome:
     prepare()
     _quiet_upstream_warnings()
     dag = get_dag(dag_id)
-    with owner_session():
+    with owner_session(), _task_context_restored():
         run = dag.test(run_conf=conf or {})
     from airflow.utils.session import create_session
 
