@@ -143,16 +143,23 @@ def chromium() -> Iterator:
             b.close()
 
 
-def open_in_airflow(browser, live: PageAirflow, user: str):
-    """Sign in through Airflow's own login form and open the Resync State Data page inside
-    Airflow's UI; (the browser page, the frame the plugin's page is shown in, ready)."""
-    ctx = browser.new_context(viewport={"width": 1280, "height": 1000}, accept_downloads=True)
+def sign_in(browser, live: PageAirflow, user: str, next_path: str, *, height: int = 1000):
+    """A new browser context signed in as `user` through Airflow's own login form, on the page
+    the form sends it to (`next_path`)."""
+    ctx = browser.new_context(viewport={"width": 1280, "height": height}, accept_downloads=True)
     ctx.set_default_timeout(120_000)  # a busy 2-core machine: Airflow's UI bundle loads slowly
     page = ctx.new_page()
-    page.goto(f"{live.url}/auth/login?next={PAGE_ROUTE}", wait_until="domcontentloaded")
+    page.goto(f"{live.url}/auth/login?next={next_path}", wait_until="domcontentloaded")
     page.fill("input[name=username]", user)
     page.fill("input[name=password]", live.passwords[user])
     page.click("button[type=submit]")
+    return page
+
+
+def open_in_airflow(browser, live: PageAirflow, user: str):
+    """Sign in through Airflow's own login form and open the Resync State Data page inside
+    Airflow's UI; (the browser page, the frame the plugin's page is shown in, ready)."""
+    page = sign_in(browser, live, user, PAGE_ROUTE)
     page.wait_for_url(re.compile(".*" + re.escape(PAGE_ROUTE) + ".*"))
     # the UI shows the plugin's page in an iframe once its bundle has loaded
     frame = page.wait_for_selector("iframe[src*='campus-sync']", state="attached").content_frame()

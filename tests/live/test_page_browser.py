@@ -20,12 +20,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from page_helpers import CAMPUS_DAGS, api, district_dsn, is_paused, set_paused, wait_quiet
+from page_helpers import CAMPUS_DAGS, api, chromium, district_dsn, is_paused, set_paused, sign_in, wait_quiet
 
 pytestmark = [pytest.mark.db, pytest.mark.live]
-CHROMIUM = os.environ.get("CAMPUS_SYNC_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 # Screenshots of each view: into a temporary folder, unless CAMPUS_SYNC_SCREENSHOTS names one
 # (`make screenshots` refreshes the README's docs/screenshots/); a test run leaves the tree clean.
 SHOTS = Path(os.environ.get("CAMPUS_SYNC_SCREENSHOTS") or tempfile.mkdtemp(prefix="campus-sync-shots-"))
@@ -34,25 +31,13 @@ RUN_TIMEOUT = 1_200_000  # ms: every object task of a resync DAG re-parses the D
 
 @pytest.fixture(scope="module")
 def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium; .ci/run does)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 def login(browser, live, user: str):
     """Sign in through Airflow's own login form; returns a page on the plugin."""
-    ctx = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
-    ctx.set_default_timeout(120_000)  # a busy 2-core machine: Airflow's UI bundle loads slowly
-    page = ctx.new_page()
-    page.goto(f"{live.url}/auth/login?next=/campus-sync/", wait_until="domcontentloaded")
-    page.fill("input[name=username]", user)
-    page.fill("input[name=password]", live.passwords[user])
-    page.click("button[type=submit]")
+    page = sign_in(browser, live, user, "/campus-sync/", height=900)
     page.wait_for_url(re.compile(r".*/campus-sync/$"))
     page.wait_for_selector("body[data-ready='1']")
     return page
