@@ -608,7 +608,8 @@ def delete_resource(batch_id: int, request: EdfiRequest, resource: str) -> dict:
     from campus_sync.edfi import model
 
     conf = configuration(request.configuration)
-    key_of = _key_function(model.load(), model.load().resource(resource))
+    m = model.load()
+    key_of = _key_function(m, m.resource(resource))
     present_keys: set[str] = set()
     unsendable: set[str] = set()  # Campus rows still there but not sendable (no Ed-Fi ID...): kept
     for rows in _prefetched(extract_chunks(request, resource)):  # streamed: only the keys are kept
